@@ -1,0 +1,36 @@
+"""Install divdet: Divide and Co-training for MMDetection 3 and mmpretrain."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+VERSION = re.search(r"__version__ = '([^']+)'", (ROOT / 'divdet' / 'version.py').read_text()).group(1)
+
+setup(
+    name='divdet',
+    version=VERSION,
+    description='Divide and Co-training for MMDetection 3 and mmpretrain',
+    long_description=(ROOT / 'README.md').read_text() if (ROOT / 'README.md').exists() else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+    python_requires='>=3.9',
+    # Honest ranges: what divdet is written against. requirements/*.txt pin the
+    # verified environment, and tools/setup_env.sh builds mmcv with its ops.
+    install_requires=[
+        'torch>=2.0',
+        'torchvision>=0.15',
+        'mmengine>=0.10.0,<0.11',
+        'mmcv>=2.0.0,<2.2.0',
+        'mmdet>=3.3.0,<3.4',
+        'pycocotools>=2.0',
+        'ensemble-boxes>=1.0.9,<1.1',
+        'numpy',
+    ],
+    extras_require={
+        'cls': ['mmpretrain>=1.2.0,<1.3'],
+        'tests': ['pytest>=8', 'pytest-timeout', 'ruff'],
+    },
+    license='Apache-2.0',
+)
