@@ -1,0 +1,115 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: config loading and runner set-up.
+
+One pair of tools serves detection configs (``default_scope = 'mmdet'``) and
+classification configs (``default_scope = 'mmpretrain'``); the few places where
+the two toolboxes differ (visualisation hook fields, the dump metric) are
+chosen from the config's ``default_scope``.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+SUPPORTED_SCOPES = ('mmdet', 'mmpretrain')
+
+
+def load_config(path: str, args: argparse.Namespace) -> Config:
+    """Read a config, apply ``--cfg-options``, ``--launcher`` and ``--work-dir``.
+
+    Args:
+        path: config file path.
+        args: parsed command line with ``cfg_options``, ``launcher`` and
+            ``work_dir``.
+
+    Returns:
+        The config, with ``work_dir`` set (CLI > config > ``./work_dirs/NAME``).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the config's ``default_scope`` is neither mmdet nor
+            mmpretrain.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file {path!r} does not exist')
+    cfg = Config.fromfile(path)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = cfg.get('default_scope', 'mmdet')
+    if scope not in SUPPORTED_SCOPES:
+        raise ValueError(f'{path}: default_scope must be one of {SUPPORTED_SCOPES}, '
+                         f'found {scope!r}')
+    cfg.default_scope = scope
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def apply_train_args(cfg: Config, args: argparse.Namespace) -> None:
+    """Apply ``--amp``, ``--auto-scale-lr`` and ``--resume`` to ``cfg`` in place."""
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=N)` '
+                             'in the config; none was found')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume checkpoint {args.resume!r} does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+
+def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
+    """Apply the checkpoint, ``--show`` and ``--show-dir`` to ``cfg`` in place."""
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
+    cfg.load_from = args.checkpoint
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must name a .pkl file, found {args.out!r}')
+    if not (args.show or args.show_dir):
+        return
+    hooks = cfg.get('default_hooks', {})
+    if 'visualization' not in hooks:
+        raise ValueError('--show/--show-dir need `default_hooks.visualization` '
+                         "(e.g. dict(type='DetVisualizationHook')) in the config")
+    vis = hooks['visualization']
+    vis.show = args.show
+    vis.wait_time = args.wait_time
+    if cfg.default_scope == 'mmdet':
+        vis.draw = True
+        if args.show_dir:
+            vis.test_out_dir = args.show_dir
+    else:
+        vis.enable = True
+        vis.out_dir = args.show_dir
+
+
+def dump_metric(cfg: Config, out: str) -> BaseMetric:
+    """The metric that dumps raw predictions to ``out`` for the config's scope."""
+    if cfg.default_scope == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        return DumpDetResults(out_file_path=out)
+    from mmengine.evaluator import DumpResults
+    return DumpResults(out_file_path=out)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner (``runner_type`` from the registry if the config sets one)."""
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    setup_cache_size_limit_of_dynamo()
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

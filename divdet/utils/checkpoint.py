@@ -1,0 +1,141 @@
+"""Checkpoints that work on torch >= 2.6 without turning ``weights_only`` off.
+
+torch 2.6 made ``torch.load(weights_only=True)`` the default. mmengine's
+checkpoints carry a few non-tensor objects in ``message_hub`` and ``meta``
+(``HistoryBuffer``, numpy arrays and scalars), so resume and ``load_from`` fail
+with ``UnpicklingError``. divdet does not switch ``weights_only`` off: it adds
+exactly the types mmengine's checkpoints need to torch's allow-list and keeps the
+safe unpickler for every file. Anything else in a checkpoint is refused with an
+:class:`UnsafeCheckpointError` that names the offending type.
+
+It also makes local writes atomic: a checkpoint (or ``last_checkpoint``) is
+written to a temporary file in the same folder and renamed into place, so an
+interrupted save never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+
+def _numpy_globals() -> list:
+    """numpy objects that pickled arrays, dtypes and scalars refer to."""
+    try:  # numpy >= 2 keeps them in numpy._core
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    dtype_classes = [type(np.dtype(t)) for t in (
+        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+        np.uint32, np.uint64, np.float16, np.float32, np.float64)]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
+            *dtype_classes]
+
+
+#: The only non-tensor globals a divdet/mmengine checkpoint may reference.
+ALLOWED_CHECKPOINT_GLOBALS: list = [HistoryBuffer, *_numpy_globals()]
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint references an object that is not on the allow-list."""
+
+
+def install_checkpoint_safety() -> None:
+    """Allow mmengine's checkpoint types and route local loads through divdet.
+
+    Idempotent. Called when divdet is imported.
+    """
+    torch.serialization.add_safe_globals(ALLOWED_CHECKPOINT_GLOBALS)
+    CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file, force=True)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+    # get_file_backend caches instances; drop cached plain local backends.
+    from mmengine.fileio import io as mmengine_io
+    for key, backend in list(mmengine_io.backend_instances.items()):
+        if type(backend) is LocalBackend:
+            del mmengine_io.backend_instances[key]
+
+
+def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
+    """Load a local checkpoint with torch's safe unpickler.
+
+    Args:
+        filename: path of the checkpoint file.
+        map_location: as for :func:`torch.load`.
+
+    Returns:
+        The loaded object, usually a dict with ``state_dict``, ``meta`` and,
+        for resumable checkpoints, ``optimizer`` and ``message_hub``.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        UnsafeCheckpointError: if the file references a type outside
+            :data:`ALLOWED_CHECKPOINT_GLOBALS`, or is not a torch checkpoint.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f'refused to load checkpoint {filename!r}: it references an object '
+            'that is not on divdet\'s allow-list of checkpoint types '
+            f'(tensors, containers, {_allowed_names()}). torch said: '
+            f'{str(exc).splitlines()[0]}. If you trust the file, convert it to a '
+            'plain state dict first, e.g. torch.save({"state_dict": '
+            'torch.load(path, weights_only=False)["state_dict"]}, new_path).') from exc
+    except RuntimeError as exc:
+        raise UnsafeCheckpointError(
+            f'{filename!r} is not a readable torch checkpoint (truncated or not '
+            f'written by torch.save): {exc}') from exc
+
+
+def _allowed_names() -> str:
+    return ', '.join(sorted({f'{g.__module__}.{g.__qualname__}'
+                             for g in ALLOWED_CHECKPOINT_GLOBALS}))
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with write-then-rename ``put``.
+
+    The bytes go to a temporary file in the target folder, which is flushed,
+    fsynced and renamed over the target with :func:`os.replace` (atomic on
+    POSIX). A process killed mid-write leaves the previous file intact.
+    """
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        """Write ``obj`` to ``filepath`` atomically."""
+        _atomic_write(obj, filepath)
+
+    def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
+        """Write the text ``obj`` to ``filepath`` atomically."""
+        _atomic_write(obj.encode(encoding), filepath)
+
+
+def _atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
+    folder = osp.dirname(osp.abspath(filepath))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', suffix='.part',
+                               dir=folder)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; match open()
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise

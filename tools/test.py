@@ -1,0 +1,51 @@
+"""Test (and evaluate) a checkpoint of a divdet / mmdet / mmpretrain config.
+
+Usage:
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+        [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+
+For divided detectors the COCO metric reports the ensemble and every member
+side by side; for divided classifiers, top-1/top-5 of the ensemble and members.
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+from divdet.apis import apply_test_args, build_runner, load_config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a divdet model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the metrics file')
+    parser.add_argument('--out', type=str,
+                        help='dump predictions to a pickle file (.pkl) for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='save painted images under work_dir/TIMESTAMP/SHOW_DIR')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = load_config(args.config, args)
+    apply_test_args(cfg, args)
+    runner = build_runner(cfg)
+    if args.out is not None:
+        from divdet.apis import dump_metric
+        runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
