@@ -5,13 +5,15 @@ supported ranges, makes checkpoint loading work on torch >= 2.6 without turning
 off ``weights_only`` (see :mod:`divdet.utils.checkpoint`), and registers every
 divdet component in mmdet's and mmpretrain's registries.
 """
-from .version import __version__
 from .utils.versions import check_dependencies
+from .version import __version__
 
 check_dependencies()
 
 from .utils.checkpoint import install_checkpoint_safety  # noqa: E402
 
 install_checkpoint_safety()
+
+from . import engine, models  # noqa: E402,F401  (registers every component)
 
 __all__ = ['__version__']

@@ -1,11 +1,15 @@
 """Utilities: version checks and torch >= 2.6 checkpoint handling."""
-from .checkpoint import (ALLOWED_CHECKPOINT_GLOBALS, AtomicLocalBackend,
-                         UnsafeCheckpointError, install_checkpoint_safety,
-                         load_checkpoint_file)
+from .checkpoint import (
+                         ALLOWED_CHECKPOINT_GLOBALS,
+                         AtomicLocalBackend,
+                         UnsafeCheckpointError,
+                         install_checkpoint_safety,
+                         load_from_local_safe,
+)
 from .versions import SUPPORTED_VERSIONS, check_dependencies
 
 __all__ = [
     'ALLOWED_CHECKPOINT_GLOBALS', 'AtomicLocalBackend', 'UnsafeCheckpointError',
-    'install_checkpoint_safety', 'load_checkpoint_file', 'SUPPORTED_VERSIONS',
+    'install_checkpoint_safety', 'load_from_local_safe', 'SUPPORTED_VERSIONS',
     'check_dependencies'
 ]

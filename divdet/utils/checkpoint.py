@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Union
@@ -41,6 +42,23 @@ def _numpy_globals() -> list:
             *dtype_classes]
 
 
+#: Attributes that ``getattr`` may resolve while unpickling: pickle protocol 2
+#: stores ``HistoryBuffer``'s statistics methods as ``getattr(HistoryBuffer, name)``.
+_GETATTR_ALLOWED = {HistoryBuffer: frozenset({'min', 'max', 'current', 'mean'})}
+
+
+def restricted_getattr(obj: Any, name: str) -> Any:
+    """Stand-in for ``builtins.getattr`` inside checkpoints.
+
+    Only resolves the attributes in ``_GETATTR_ALLOWED``; a general ``getattr``
+    would let a crafted checkpoint reach any method of an allowed class.
+    """
+    if name not in _GETATTR_ALLOWED.get(obj, ()):
+        raise pickle.UnpicklingError(f'checkpoint asks for getattr({obj!r}, {name!r}), '
+                                     'which is not on the allow-list')
+    return getattr(obj, name)
+
+
 #: The only non-tensor globals a divdet/mmengine checkpoint may reference.
 ALLOWED_CHECKPOINT_GLOBALS: list = [HistoryBuffer, *_numpy_globals()]
 
@@ -54,8 +72,10 @@ def install_checkpoint_safety() -> None:
 
     Idempotent. Called when divdet is imported.
     """
-    torch.serialization.add_safe_globals(ALLOWED_CHECKPOINT_GLOBALS)
-    CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file, force=True)
+    torch.serialization.add_safe_globals(
+        [*ALLOWED_CHECKPOINT_GLOBALS, (restricted_getattr, '__builtin__.getattr'),
+         (restricted_getattr, 'builtins.getattr')])
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safe, force=True)
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
     # get_file_backend caches instances; drop cached plain local backends.
     from mmengine.fileio import io as mmengine_io
@@ -64,7 +84,7 @@ def install_checkpoint_safety() -> None:
             del mmengine_io.backend_instances[key]
 
 
-def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
+def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
     """Load a local checkpoint with torch's safe unpickler.
 
     Args:
@@ -86,11 +106,12 @@ def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r'WeightsUnpickler error: ([^\n]*)', str(exc))
+        reason = found.group(1).split('. Please use')[0] if found else str(exc).splitlines()[-1]
         raise UnsafeCheckpointError(
-            f'refused to load checkpoint {filename!r}: it references an object '
-            'that is not on divdet\'s allow-list of checkpoint types '
-            f'(tensors, containers, {_allowed_names()}). torch said: '
-            f'{str(exc).splitlines()[0]}. If you trust the file, convert it to a '
+            f'refused to load checkpoint {filename!r}: {reason}. divdet loads only '
+            f'tensors, containers and these types: {_allowed_names()}. '
+            'If you trust the file, convert it to a '
             'plain state dict first, e.g. torch.save({"state_dict": '
             'torch.load(path, weights_only=False)["state_dict"]}, new_path).') from exc
     except RuntimeError as exc:

@@ -1,0 +1,4 @@
+"""Training hooks."""
+from .cotraining_hook import CoTrainingHook
+
+__all__ = ['CoTrainingHook']

@@ -1,0 +1,4 @@
+"""divdet models: divided backbones, necks, heads, losses and detectors."""
+from .backbones import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .utils import *  # noqa: F401,F403

@@ -1,0 +1,14 @@
+"""Divided backbones and the member networks they are built from."""
+from .divided_resnet import MEMBER_CLASSES, DividedResNet, stage_out_channels
+from .resnet_members import (
+                             PreActWideResNet,
+                             ResNetCIFAR,
+                             ResNeXtCIFAR,
+                             WideBottleneck,
+                             WideResNetV1d,
+)
+
+__all__ = [
+    'DividedResNet', 'MEMBER_CLASSES', 'stage_out_channels', 'PreActWideResNet', 'ResNetCIFAR',
+    'ResNeXtCIFAR', 'WideBottleneck', 'WideResNetV1d'
+]

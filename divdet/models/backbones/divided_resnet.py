@@ -1,0 +1,114 @@
+"""DividedResNet: S independent ResNet-family members with the paper's widths.
+
+Output contract (used by every divided neck and head):
+
+    forward(x: Tensor (N, 3, H, W)) -> tuple of S tuples
+    outs[i][j]: member i's feature map for out index j, shape
+    (N, member_out_channels[j], H / stride_j, W / stride_j)
+
+All members share the architecture family and depth; their widths come from
+:mod:`divdet.models.utils.division`. With ``num_members=1`` the single member
+is exactly the undivided network.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from mmengine.model import BaseModule, ModuleList
+from mmpretrain.models.backbones import ResNetV1d, ResNeXt, SEResNet, SEResNeXt
+
+from divdet.models.utils.division import get_arch, scale_dropout
+from divdet.registry import register_model
+
+from .resnet_members import PreActWideResNet, ResNetCIFAR, ResNeXtCIFAR, WideResNetV1d
+
+#: Member classes an :class:`~divdet.models.utils.division.Arch` may name.
+MEMBER_CLASSES = {
+    'ResNetV1d': ResNetV1d,
+    'SEResNet': SEResNet,
+    'ResNeXt': ResNeXt,
+    'SEResNeXt': SEResNeXt,
+    'WideResNetV1d': WideResNetV1d,
+    'ResNetCIFAR': ResNetCIFAR,
+    'ResNeXtCIFAR': ResNeXtCIFAR,
+    'PreActWideResNet': PreActWideResNet,
+}
+
+
+def stage_out_channels(member: torch.nn.Module) -> tuple[int, ...]:
+    """Output channels of every stage of a member network."""
+    if hasattr(member, 'res_layers'):  # mmpretrain ResNet family
+        return tuple(getattr(member, name)[-1].out_channels for name in member.res_layers)
+    return tuple(member.out_channels)
+
+
+@register_model
+class DividedResNet(BaseModule):
+    """A ResNet-family backbone divided into ``num_members`` members.
+
+    Args:
+        arch: architecture name, a key of
+            :data:`divdet.models.utils.division.ARCHS` (e.g. ``'resnet50-d'``,
+            ``'wrn28-10-cifar'``, ``'resnext101-64x4d'``).
+        num_members: the split factor S. Values without a rule are rejected.
+        out_indices: stages whose outputs are returned (member default if None).
+        drop_rate: dropout of the undivided network (families that use
+            dropout, e.g. WRN); each member gets it scaled by ``dropout_scaling``.
+        drop_path_rate: stochastic depth of the undivided network (mmpretrain
+            ResNets); scaled like ``drop_rate``.
+        dropout_scaling: ``'linear'`` (p / S), ``'sqrt'`` (p / sqrt(S)) or
+            ``'none'``.
+        member_init_cfg: optional list of S init configs, one per member (e.g.
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``).
+            A checkpoint with member-prefixed keys (``members.0.conv1...``)
+            loads through the usual ``init_cfg`` / ``load_from``.
+        init_cfg: init config of the whole divided backbone.
+        **kwargs: passed to every member (``num_stages``, ``strides``,
+            ``dilations``, ``frozen_stages``, ``norm_cfg``, ``norm_eval``,
+            ``with_cp``, ...). SSD300 truncates a ResNet after layer3 with
+            ``num_stages=3, strides=(1, 2, 1), out_indices=(2,)``.
+    """
+
+    def __init__(self, arch: str, num_members: int = 2,
+                 out_indices: Optional[Sequence[int]] = None, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, dropout_scaling: str = 'linear',
+                 member_init_cfg: Optional[Sequence[dict]] = None,
+                 init_cfg: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(init_cfg)
+        spec = get_arch(arch, num_members)
+        if member_init_cfg is not None and len(member_init_cfg) != num_members:
+            raise ValueError(f'member_init_cfg needs one entry per member ({num_members}), '
+                             f'found {len(member_init_cfg)}')
+        self.arch = arch
+        self.num_members = num_members
+        member_cls = MEMBER_CLASSES[spec.member]
+        member_kwargs = dict(spec.fixed, **spec.widths[num_members], **kwargs)
+        if out_indices is not None:
+            member_kwargs['out_indices'] = tuple(out_indices)
+        for key, p in (('drop_rate', drop_rate), ('drop_path_rate', drop_path_rate)):
+            if p and key not in spec.dropout_keys:
+                raise ValueError(f'arch {arch!r} has no {key}; it supports {spec.dropout_keys}')
+            if p:
+                member_kwargs[key] = scale_dropout(p, num_members, dropout_scaling)
+        self.members = ModuleList()
+        for i in range(num_members):
+            cfg = dict(member_kwargs)
+            if member_init_cfg is not None:
+                cfg['init_cfg'] = member_init_cfg[i]
+            self.members.append(member_cls(**cfg))
+        first = self.members[0]
+        channels = stage_out_channels(first)
+        #: Output channels of one member, one per out index.
+        self.member_out_channels: tuple[int, ...] = tuple(channels[i] for i in first.out_indices)
+
+    def forward(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
+        """Run every member on the same input.
+
+        Args:
+            x: images, (N, C, H, W).
+
+        Returns:
+            One tuple of feature maps per member (see the module docstring).
+        """
+        return tuple(member(x) for member in self.members)

@@ -1,0 +1,175 @@
+"""The width rules of Divide and Co-training: the one place that holds them.
+
+A network divided into S members keeps its depth; each member's widths shrink by
+about sqrt(S) so that parameters and FLOPs drop by about S per member
+(Zhao et al., "Towards Better Accuracy-efficiency Trade-offs: Divide and
+Co-training", TIP 2022, Sec. III-A, Table I). The reference rounds by hand; the
+tables below are its numbers (see ``shared/REFERENCE.md``).
+
+Every divided module (backbones, necks, heads) asks this module for its member
+widths. Adding a family means adding rows here, not copying a backbone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+# ResNet family on ImageNet (deep stem w, w, 2w; stages w * (1, 2, 4, 8) * 4).
+RESNET_IMAGENET_WIDTH: Mapping[int, int] = {1: 64, 2: 44, 4: 32, 8: 24}
+# ResNet family on CIFAR (stem w; stages w * (1, 2, 4) * expansion).
+RESNET_CIFAR_WIDTH: Mapping[int, int] = {1: 16, 2: 12, 4: 8, 8: 6, 16: 4}
+# Wide-ResNet-50-k on ImageNet: k per S. WRN-50-2 with S=2 gives two plain
+# ResNet-50-D members; WRN-50-3 with S=2 gives two WRN-50-2 members.
+WRN_IMAGENET_FACTOR: Mapping[int, Mapping[int, int]] = {2: {1: 2, 2: 1}, 3: {1: 3, 2: 2}}
+# ResNeXt: only the cardinality is divided (groups / S).
+RESNEXT_SPLITS: tuple[int, ...] = (1, 2, 4, 8)
+# Wide-ResNet on CIFAR and ResNeXt on CIFAR.
+WRN_CIFAR_SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
+
+
+def wrn_cifar_factor(k: int, num_members: int) -> int:
+    """Width factor of a WRN-d-k member: ``int(k / sqrt(S) + 0.4)``.
+
+    WRN-28-10: 10 -> 7 (S=2) -> 5 (S=4), i.e. 160/320/640 -> 112/224/448 -> 80/160/320.
+    """
+    return int(k / math.sqrt(num_members) + 0.4)
+
+
+def scale_dropout(p: float, num_members: int, mode: str = 'linear') -> float:
+    """Dropout (or drop-path) probability of one member.
+
+    Args:
+        p: probability of the undivided network.
+        num_members: split factor S.
+        mode: ``'linear'`` (p / S), ``'sqrt'`` (p / sqrt(S)) or ``'none'``.
+    """
+    if mode == 'linear':
+        return p / num_members
+    if mode == 'sqrt':
+        return p / math.sqrt(num_members)
+    if mode == 'none':
+        return p
+    raise ValueError(f"dropout scaling must be 'linear', 'sqrt' or 'none', found {mode!r}")
+
+
+def weight_decay_scale(num_members: int) -> float:
+    """Optional weight-decay scaling ``exp(1/S - 1)``: 0.607 at S=2, 0.472 at S=4."""
+    return math.exp(1.0 / num_members - 1.0)
+
+
+def divide_channels(channels: int, num_members: int, power: float = 1.0) -> int:
+    """Channels of one member: ``round(channels / S**power)``.
+
+    ``power=0.5`` divides parameters of a conv between two divided layers by
+    about S; ``power=1`` divides those of a layer whose other side is fixed
+    (an SSD prediction conv with a fixed number of outputs) by S.
+    """
+    return max(1, int(round(channels / num_members**power)))
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One divisible architecture: the member class and its widths per S.
+
+    Attributes:
+        member: key of the member backbone class in
+            :data:`divdet.models.backbones.divided_resnet.MEMBER_CLASSES`.
+        fixed: constructor arguments every member gets, whatever S.
+        widths: S -> the constructor arguments that S changes.
+        dropout_keys: arguments holding dropout probabilities, scaled with S.
+    """
+
+    member: str
+    fixed: Mapping = field(default_factory=dict)
+    widths: Mapping[int, Mapping] = field(default_factory=dict)
+    dropout_keys: tuple[str, ...] = ('drop_path_rate', )
+
+    @property
+    def supported(self) -> tuple[int, ...]:
+        """The split factors this architecture has a rule for."""
+        return tuple(sorted(self.widths))
+
+
+def _resnet_d(depth: int) -> Arch:
+    return Arch('ResNetV1d', dict(depth=depth),
+                {s: dict(stem_channels=2 * w, base_channels=w)
+                 for s, w in RESNET_IMAGENET_WIDTH.items()})
+
+
+def _se_resnet_d(depth: int) -> Arch:
+    return Arch('SEResNet', dict(depth=depth, deep_stem=True, avg_down=True),
+                {s: dict(stem_channels=2 * w, base_channels=w)
+                 for s, w in RESNET_IMAGENET_WIDTH.items()})
+
+
+def _wide_resnet_d(k: int) -> Arch:
+    return Arch('WideResNetV1d', dict(depth=50),
+                {s: dict(width_factor=f) for s, f in WRN_IMAGENET_FACTOR[k].items()})
+
+
+def _resnext_d(member: str, depth: int, groups: int, width: int) -> Arch:
+    return Arch(member,
+                dict(depth=depth, width_per_group=width, deep_stem=True, avg_down=True,
+                     stem_channels=128),
+                {s: dict(groups=groups // s) for s in RESNEXT_SPLITS if groups % s == 0})
+
+
+def _resnet_cifar(depth: int) -> Arch:
+    return Arch('ResNetCIFAR', dict(depth=depth),
+                {s: dict(stem_channels=w, base_channels=w) for s, w in RESNET_CIFAR_WIDTH.items()})
+
+
+def _wrn_cifar(depth: int, k: int) -> Arch:
+    return Arch('PreActWideResNet', dict(depth=depth),
+                {s: dict(widen_factor=wrn_cifar_factor(k, s)) for s in WRN_CIFAR_SPLITS},
+                dropout_keys=('drop_rate', ))
+
+
+def _resnext_cifar(groups: int, width: int) -> Arch:
+    return Arch('ResNeXtCIFAR', dict(depth=29, width_per_group=width),
+                {s: dict(groups=groups // s) for s in RESNEXT_SPLITS if groups % s == 0})
+
+
+#: Every divisible architecture, by the name a config gives as ``arch``.
+ARCHS: Mapping[str, Arch] = {
+    # ImageNet, ResNet-D form (deep stem, average-pool downsampling).
+    'resnet18-d': _resnet_d(18),
+    'resnet34-d': _resnet_d(34),
+    'resnet50-d': _resnet_d(50),
+    'resnet101-d': _resnet_d(101),
+    'resnet152-d': _resnet_d(152),
+    'wide-resnet50-2': _wide_resnet_d(2),
+    'wide-resnet50-3': _wide_resnet_d(3),
+    'resnext50-32x4d': _resnext_d('ResNeXt', 50, 32, 4),
+    'resnext101-32x4d': _resnext_d('ResNeXt', 101, 32, 4),
+    'resnext101-64x4d': _resnext_d('ResNeXt', 101, 64, 4),
+    'seresnet50': _se_resnet_d(50),
+    'seresnet101': _se_resnet_d(101),
+    'seresnext50-32x4d': _resnext_d('SEResNeXt', 50, 32, 4),
+    'seresnext101-32x4d': _resnext_d('SEResNeXt', 101, 32, 4),
+    # CIFAR.
+    'resnet110-cifar': _resnet_cifar(110),
+    'resnet164-cifar': _resnet_cifar(164),
+    'wrn16-8-cifar': _wrn_cifar(16, 8),
+    'wrn28-10-cifar': _wrn_cifar(28, 10),
+    'wrn40-10-cifar': _wrn_cifar(40, 10),
+    'resnext29-8x64d-cifar': _resnext_cifar(8, 64),
+    'resnext29-16x64d-cifar': _resnext_cifar(16, 64),
+}
+
+
+def get_arch(name: str, num_members: int) -> Arch:
+    """Look up an architecture and check that it can be divided into S members.
+
+    Raises:
+        KeyError: unknown architecture (the message lists the known ones).
+        ValueError: no rule for this S (the message lists the supported ones).
+    """
+    if name not in ARCHS:
+        raise KeyError(f'unknown arch {name!r}; expected one of {sorted(ARCHS)}')
+    arch = ARCHS[name]
+    if num_members not in arch.widths:
+        raise ValueError(f'arch {name!r} has no division rule for num_members={num_members}; '
+                         f'supported: {list(arch.supported)}')
+    return arch

@@ -1,0 +1,28 @@
+"""Shared fixtures: paths and a helper to run divdet's command line tools."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / 'tests'
+
+
+def run_tool(*args: str, timeout: int = 600, check: bool = True,
+             env: dict = None) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` from the repository root; fail with its output."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='2',
+               **(env or {}))
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f'{" ".join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n'
+                    f'{proc.stderr[-4000:]}')
+    return proc
+
+
+@pytest.fixture
+def tool():
+    return run_tool
