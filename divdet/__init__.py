@@ -14,6 +14,6 @@ from .utils.checkpoint import install_checkpoint_safety  # noqa: E402
 
 install_checkpoint_safety()
 
-from . import engine, models  # noqa: E402,F401  (registers every component)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers all)
 
 __all__ = ['__version__']

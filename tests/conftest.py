@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import divdet  # noqa: F401  (registers every divdet component)
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / 'tests'
 

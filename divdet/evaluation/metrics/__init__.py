@@ -1,0 +1,4 @@
+"""Evaluation metrics."""
+from .divided_coco_metric import DividedCocoMetric
+
+__all__ = ['DividedCocoMetric']

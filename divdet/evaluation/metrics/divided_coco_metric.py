@@ -1,0 +1,77 @@
+"""DividedCocoMetric: COCO box AP of the ensemble and of every member, in one run."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+from mmdet.evaluation import CocoMetric
+from mmengine.logging import MMLogger
+from terminaltables import AsciiTable
+
+from divdet.registry import register_metric
+
+#: Columns of the summary table: (metric key suffix, header).
+TABLE_COLUMNS = (('mAP', 'AP'), ('mAP_50', 'AP50'), ('mAP_75', 'AP75'), ('mAP_s', 'APs'),
+                 ('mAP_m', 'APm'), ('mAP_l', 'APl'))
+
+
+def _to_result(img_id: int, pred) -> dict:
+    return dict(img_id=img_id, bboxes=pred['bboxes'].cpu().numpy(),
+                scores=pred['scores'].cpu().numpy(), labels=pred['labels'].cpu().numpy())
+
+
+@register_metric
+class DividedCocoMetric(CocoMetric):
+    """mmdet's ``CocoMetric`` for the fused detections and for each member.
+
+    The fused (ensemble) results are reported under the usual keys
+    (``bbox_mAP``, ``bbox_mAP_50``, ...), so checkpoint selection and logs work
+    as with any mmdet model; member ``i`` is reported as ``member{i}_bbox_mAP``
+    and so on. A table with one row per model is logged at the end.
+
+    Members' detections come from ``member_pred_instances`` in each data
+    sample (set by :class:`~divdet.models.DividedSingleStageDetector`); for
+    an undivided model only the ensemble row is shown.
+
+    Args:
+        **kwargs: the arguments of mmdet's ``CocoMetric``. With
+            ``outfile_prefix``, member ``i``'s files get ``.member{i}`` added.
+    """
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """Collect ground truth, fused and per-member predictions."""
+        start = len(self.results)
+        super().process(data_batch, data_samples)
+        for k, sample in enumerate(data_samples):
+            members = tuple(_to_result(sample['img_id'], m)
+                            for m in sample.get('member_pred_instances', ()))
+            self.results[start + k] = self.results[start + k] + (members, )
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        """Evaluate the ensemble, then each member, and log one table."""
+        logger = MMLogger.get_current_instance()
+        num_members = len(results[0][2]) if results else 0
+        logger.info('Evaluating the ensemble...' if num_members else 'Evaluating...')
+        metrics = OrderedDict(super().compute_metrics([(g, r) for g, r, _ in results]))
+        rows = [('ensemble' if num_members else 'model', metrics)]
+        prefix = self.outfile_prefix
+        try:
+            for i in range(num_members):
+                logger.info(f'Evaluating member {i}...')
+                if prefix is not None:
+                    self.outfile_prefix = f'{prefix}.member{i}'
+                member = super().compute_metrics([(g, m[i]) for g, _, m in results])
+                rows.append((f'member {i}', member))
+                metrics.update((f'member{i}_{k}', v) for k, v in member.items())
+        finally:
+            self.outfile_prefix = prefix
+        logger.info('\n' + self.summary_table(rows))
+        return metrics
+
+    @staticmethod
+    def summary_table(rows: Sequence[tuple[str, dict]]) -> str:
+        """One row per model, COCO box AP columns in percent."""
+        header = ['model'] + [h for _, h in TABLE_COLUMNS]
+        body = [[name] + [f"{100 * m.get(f'bbox_{key}', float('nan')):.1f}"
+                          for key, _ in TABLE_COLUMNS] for name, m in rows]
+        return AsciiTable([header] + body, title='COCO box AP (%)').table

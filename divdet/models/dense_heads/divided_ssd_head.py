@@ -1,0 +1,149 @@
+"""DividedSSDHead: one mmdet ``SSDHead`` per member (or one shared), losses summed,
+co-training across members, and the members' detections fused at test time."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from mmdet.models.utils import unpack_gt_instances
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.utils import InstanceList
+from mmengine.config import ConfigDict
+from mmengine.model import BaseModule, ModuleList
+from torch import Tensor
+
+from divdet.models.utils.ensemble import fuse_member_results
+from divdet.registry import register_model
+
+#: The reference's fusion (REFERENCE.md, "Detection in the reference").
+DEFAULT_ENSEMBLE = dict(type='wbf', iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
+
+MemberFeats = Sequence[Sequence[Tensor]]
+
+
+@register_model
+class DividedSSDHead(BaseModule):
+    """SSD heads for S members.
+
+    Every member has its own stock mmdet ``SSDHead`` (``share_head=True``
+    applies one head to every member's features, as the reference does).
+    Training reuses SSDHead's target assignment and hard-negative mining per
+    member; the loss is the sum of the members' SSD losses plus the
+    co-training term over each anchor's (C+1)-way class distribution. At test
+    time each member decodes and runs NMS as mmdet's SSD does, and the members'
+    detections are fused (``test_cfg.ensemble``).
+
+    Input/output contract::
+
+        forward(x: tuple of S tuples of (N, C_l, H_l, W_l))
+            -> tuple of S (cls_scores, bbox_preds), each a list over levels of
+               (N, A_l * (num_classes + 1), H_l, W_l) and (N, A_l * 4, H_l, W_l)
+        loss(x, data_samples) -> dict: per-member ``loss_cls``/``loss_bbox``
+            (suffixed ``_m{i}`` when S > 1) and ``loss_cot``
+        predict(x, data_samples) -> list of InstanceData (fused) per image
+
+    Args:
+        num_members: the split factor S.
+        head: config of one member's head (an mmdet ``SSDHead``).
+        in_channels: input channels of one member's head (the divided neck's
+            ``member_out_channels``); overrides ``head.in_channels``.
+        share_head: one head for all members.
+        loss_cot: config of the co-training loss; None disables it.
+        train_cfg: SSD training config (assigner, neg_pos_ratio, ...).
+        test_cfg: SSD test config plus ``ensemble``: ``dict(type='wbf',
+            iou_thr, skip_box_thr, conf_type, weights)``, ``dict(type='nms',
+            iou_thr)`` or ``dict(type='concat')``; ``max_per_img`` bounds the
+            fused result.
+    """
+
+    def __init__(self, num_members: int, head: dict, in_channels: Optional[Sequence[int]] = None,
+                 share_head: bool = False,
+                 loss_cot: Optional[dict] = dict(type='CoTrainingLoss', loss_weight=0.5),
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg)
+        self.num_members = num_members
+        self.share_head = share_head
+        # mmdet's heads read their configs by attribute (cfg.min_bbox_size).
+        train_cfg = ConfigDict(train_cfg) if train_cfg is not None else None
+        test_cfg = ConfigDict(test_cfg) if test_cfg is not None else None
+        head = dict(head, train_cfg=train_cfg, test_cfg=test_cfg)
+        if in_channels is not None:
+            head['in_channels'] = tuple(in_channels)
+        self.members = ModuleList(MODELS.build(head) for _ in range(1 if share_head else num_members))
+        for member in self.members:
+            # mmdet 3.3.0's BaseDenseHead._predict_by_feat_single reads
+            # self.loss_cls, which SSDHead never sets (open-mmlab/mmdetection#11780).
+            if not hasattr(member, 'loss_cls'):
+                member.loss_cls = None
+        self.loss_cot = MODELS.build(loss_cot) if loss_cot and num_members > 1 else None
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+        self.num_classes = self.members[0].num_classes
+
+    def head_of(self, i: int):
+        """The SSDHead that member ``i`` uses."""
+        return self.members[0 if self.share_head else i]
+
+    def _check(self, x: MemberFeats) -> None:
+        if len(x) != self.num_members:
+            raise ValueError(f'expected features of {self.num_members} members, found {len(x)}')
+
+    def forward(self, x: MemberFeats) -> tuple:
+        """Run each member's head on its features (see the class contract)."""
+        self._check(x)
+        return tuple(self.head_of(i)(feats) for i, feats in enumerate(x))
+
+    def loss(self, x: MemberFeats, batch_data_samples: SampleList) -> dict:
+        """Sum of the members' SSD losses plus the co-training term."""
+        self._check(x)
+        gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
+        losses, flat_cls = {}, []
+        for i, feats in enumerate(x):
+            head = self.head_of(i)
+            cls_scores, bbox_preds = head(feats)
+            member = head.loss_by_feat(cls_scores, bbox_preds, gt_instances, img_metas, gt_ignore)
+            suffix = f'_m{i}' if self.num_members > 1 else ''
+            losses.update({f'{k}{suffix}': v for k, v in member.items()})
+            flat_cls.append(self._flatten_cls(cls_scores, head.cls_out_channels))
+        if self.loss_cot is not None:
+            losses['loss_cot'] = self.loss_cot(flat_cls)
+        return losses
+
+    @staticmethod
+    def _flatten_cls(cls_scores: Sequence[Tensor], num_outputs: int) -> Tensor:
+        """Levels of (N, A*(C+1), H, W) -> (N, num_anchors, C+1), anchors in SSDHead order."""
+        n = cls_scores[0].shape[0]
+        return torch.cat([s.permute(0, 2, 3, 1).reshape(n, -1, num_outputs) for s in cls_scores], 1)
+
+    def predict(self, x: MemberFeats, batch_data_samples: SampleList,
+                rescale: bool = False) -> InstanceList:
+        """Fused detections per image."""
+        return self.predict_with_members(x, batch_data_samples, rescale)[0]
+
+    def predict_with_members(self, x: MemberFeats, batch_data_samples: SampleList,
+                             rescale: bool = False) -> tuple[InstanceList, list[InstanceList]]:
+        """Fused detections and every member's own detections.
+
+        Returns:
+            (fused results per image, [member i's results per image for i < S]).
+        """
+        self._check(x)
+        img_metas = [s.metainfo for s in batch_data_samples]
+        members = []
+        for i, feats in enumerate(x):
+            head = self.head_of(i)
+            cls_scores, bbox_preds = head(feats)
+            members.append(head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=img_metas,
+                                                rescale=rescale))
+        if self.num_members == 1:
+            return members[0], members
+        cfg = self.test_cfg or {}
+        ensemble = cfg.get('ensemble', DEFAULT_ENSEMBLE)
+        max_per_img = cfg.get('max_per_img', 200)
+        fused = [fuse_member_results([m[j] for m in members],
+                                     meta['ori_shape'] if rescale else meta['img_shape'],
+                                     ensemble, max_per_img)
+                 for j, meta in enumerate(img_metas)]
+        return fused, members

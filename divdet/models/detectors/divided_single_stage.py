@@ -1,0 +1,78 @@
+"""DividedSingleStageDetector: mmdet's SingleStageDetector with S set once."""
+from __future__ import annotations
+
+from typing import Optional
+
+from mmdet.models.detectors import SingleStageDetector
+from mmdet.models.detectors.base import BaseDetector
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from torch import Tensor
+
+from divdet.registry import register_model
+
+
+def _with_members(cfg: dict, num_members: int, where: str) -> dict:
+    cfg = dict(cfg)
+    given = cfg.get('num_members', num_members)
+    if given != num_members:
+        raise ValueError(f'S is set once, on the detector: model.{where}.num_members={given} '
+                         f'disagrees with model.num_members={num_members}')
+    cfg['num_members'] = num_members
+    return cfg
+
+
+@register_model
+class DividedSingleStageDetector(SingleStageDetector):
+    """A stock mmdet single-stage detector whose backbone, neck and head are divided.
+
+    ``num_members`` (the split factor S) is written once, here; it is passed to
+    the divided backbone, neck and head, and the member widths are wired
+    through: the neck reads the backbone's ``member_out_channels`` and the head
+    the neck's. The neck and head configs give the *undivided* widths, so the
+    S=1 config is the stock detector.
+
+    At test time every data sample gets ``pred_instances`` (the fused
+    detections) and, for S > 1, ``member_pred_instances``: a list with each
+    member's own detections, which :class:`~divdet.evaluation.DividedCocoMetric`
+    evaluates next to the ensemble.
+
+    Args:
+        num_members: the split factor S.
+        backbone: a divided backbone config (e.g. ``DividedResNet``).
+        neck: a divided neck config (e.g. ``DividedSSDNeck``) or None.
+        bbox_head: a divided head config (e.g. ``DividedSSDHead``).
+        train_cfg, test_cfg, data_preprocessor, init_cfg: as in mmdet.
+    """
+
+    def __init__(self, num_members: int, backbone: dict, bbox_head: dict,
+                 neck: Optional[dict] = None, train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not isinstance(num_members, int) or num_members < 1:
+            raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
+        self.num_members = num_members
+        self.backbone = MODELS.build(_with_members(backbone, num_members, 'backbone'))
+        channels = self.backbone.member_out_channels
+        if neck is not None:
+            neck = dict(_with_members(neck, num_members, 'neck'), in_channels=channels)
+            self.neck = MODELS.build(neck)
+            channels = self.neck.member_out_channels
+        bbox_head = dict(_with_members(bbox_head, num_members, 'bbox_head'),
+                         in_channels=channels, train_cfg=train_cfg, test_cfg=test_cfg)
+        self.bbox_head = MODELS.build(bbox_head)
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Fused detections in ``pred_instances``, each member's in ``member_pred_instances``."""
+        x = self.extract_feat(batch_inputs)
+        fused, members = self.bbox_head.predict_with_members(x, batch_data_samples,
+                                                             rescale=rescale)
+        batch_data_samples = self.add_pred_to_datasample(batch_data_samples, fused)
+        if self.num_members > 1:
+            for j, sample in enumerate(batch_data_samples):
+                sample.member_pred_instances = [m[j] for m in members]
+        return batch_data_samples

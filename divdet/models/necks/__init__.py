@@ -1,0 +1,4 @@
+"""Divided necks."""
+from .divided_ssd_neck import DividedSSDNeck
+
+__all__ = ['DividedSSDNeck']

@@ -1,0 +1,73 @@
+"""DividedSingleStageDetector: S set once, S=1 is mmdet's SSD, members' predictions kept."""
+import copy
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import ConfigDict
+from mmengine.registry import init_default_scope
+
+from tests.models.ssd_factory import HEAD, TEST_CFG, TRAIN_CFG, data_samples, detector_cfg
+
+init_default_scope('mmdet')
+
+
+def _stock_ssd() -> torch.nn.Module:
+    """The same network built from stock mmdet/mmpretrain parts only."""
+    return MODELS.build(ConfigDict(
+        type='SingleStageDetector',
+        data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
+        backbone=dict(type='mmpretrain.ResNetV1d', depth=18, stem_channels=128,
+                      base_channels=64, num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 1),
+                      out_indices=(1, 2)),
+        neck=dict(type='SSDNeck', in_channels=(128, 256), out_channels=(128, 256, 128),
+                  level_strides=(2, ), level_paddings=(1, ), l2_norm_scale=None),
+        bbox_head=dict(copy.deepcopy(HEAD), in_channels=(128, 256, 128)),
+        train_cfg=copy.deepcopy(TRAIN_CFG), test_cfg=copy.deepcopy(TEST_CFG)))
+
+
+def test_single_member_is_mmdet_ssd():
+    torch.manual_seed(0)
+    divided = MODELS.build(detector_cfg(num_members=1))
+    divided.init_weights()
+    stock = _stock_ssd()
+    stock.bbox_head.loss_cls = None  # the mmdet 3.3.0 SSDHead bug (mmdetection#11780)
+    state = {k.replace('.members.0', ''): v for k, v in divided.state_dict().items()}
+    stock.load_state_dict(state)
+    inputs = torch.rand(2, 3, 64, 64) * 255
+    samples = data_samples([[[10, 10, 40, 40]], [[4, 8, 30, 60], [30, 30, 60, 50]]])
+    losses = divided.loss(inputs, copy.deepcopy(samples))
+    stock_losses = stock.loss(inputs, copy.deepcopy(samples))
+    assert losses.keys() == stock_losses.keys()
+    for key in losses:
+        torch.testing.assert_close(sum(losses[key]), sum(stock_losses[key]))
+    divided.eval(), stock.eval()
+    ours = divided.predict(inputs, copy.deepcopy(samples))
+    theirs = stock.predict(inputs, copy.deepcopy(samples))
+    for a, b in zip(ours, theirs):
+        for field in ('bboxes', 'scores', 'labels'):
+            torch.testing.assert_close(a.pred_instances[field], b.pred_instances[field])
+        assert 'member_pred_instances' not in a
+
+
+def test_predict_keeps_member_predictions():
+    model = MODELS.build(detector_cfg(num_members=2))
+    model.init_weights()
+    model.eval()
+    out = model.predict(torch.rand(1, 3, 64, 64) * 255, data_samples([[]]))
+    assert len(out[0].member_pred_instances) == 2
+    assert out[0].pred_instances.bboxes.shape[-1] == 4
+
+
+def test_num_members_is_set_once():
+    cfg = detector_cfg(num_members=2)
+    cfg['backbone']['num_members'] = 4
+    with pytest.raises(ValueError, match='set once, on the detector'):
+        MODELS.build(cfg)
+
+
+def test_member_widths_are_wired_through():
+    model = MODELS.build(detector_cfg(num_members=2))
+    assert model.backbone.member_out_channels == (88, 176)
+    assert model.neck.member_out_channels == (88, 176, 64)
+    assert model.bbox_head.members[0].in_channels == (88, 176, 64)

@@ -1,0 +1,102 @@
+"""divdet's torch WBF gives ensemble-boxes' boxes, scores and labels."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from ensemble_boxes import weighted_boxes_fusion as eb_wbf
+from mmengine.structures import InstanceData
+
+from divdet.models.utils.ensemble import fuse_member_results, weighted_boxes_fusion
+
+
+def _random_case(rng, num_models, max_boxes, num_labels, ties=False, empty_member=False):
+    boxes, scores, labels = [], [], []
+    for t in range(num_models):
+        n = 0 if (empty_member and t == 0) else int(rng.integers(1, max_boxes + 1))
+        xy = rng.uniform(-0.05, 0.9, size=(n, 2))
+        wh = rng.uniform(0.0, 0.4, size=(n, 2))
+        b = np.concatenate([xy, xy + wh], 1)
+        if n:  # a few boxes centred on earlier ones, so that clusters form
+            k = max(1, n // 2)
+            b[:k] = np.clip(b[:k] + rng.normal(0, 0.02, size=(k, 4)), -0.1, 1.1)
+        s = rng.choice([0.3, 0.5, 0.9], size=n) if ties else rng.uniform(0, 1, size=n)
+        boxes.append(b), scores.append(s), labels.append(rng.integers(0, num_labels, size=n))
+    return boxes, scores, labels
+
+
+def _canonical(boxes, scores, labels):
+    """Rows sorted by (score desc, label, coords): order among equal scores is not meaningful."""
+    rows = np.concatenate([np.asarray(scores)[:, None], np.asarray(labels, float)[:, None],
+                           np.asarray(boxes)], 1)
+    return rows[np.lexsort((rows[:, 5], rows[:, 4], rows[:, 3], rows[:, 2], rows[:, 1],
+                            -rows[:, 0]))]
+
+
+CASES = [
+    dict(num_models=2, max_boxes=30, num_labels=3),
+    dict(num_models=4, max_boxes=50, num_labels=5),
+    dict(num_models=3, max_boxes=1, num_labels=2),  # single boxes
+    dict(num_models=3, max_boxes=12, num_labels=2, ties=True),
+    dict(num_models=3, max_boxes=20, num_labels=4, empty_member=True),
+]
+
+
+@pytest.mark.parametrize('conf_type', ['avg', 'max', 'box_and_model_avg', 'absent_model_aware_avg'])
+@pytest.mark.parametrize('case', range(len(CASES)))
+@pytest.mark.parametrize('seed', range(4))
+def test_matches_ensemble_boxes(case, seed, conf_type):
+    rng = np.random.default_rng(1000 * case + seed)
+    boxes, scores, labels = _random_case(rng, **CASES[case])
+    weights = list(rng.uniform(0.5, 2.0, size=len(boxes))) if seed % 2 else None
+    kwargs = dict(weights=weights, iou_thr=0.55, skip_box_thr=0.1, conf_type=conf_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # ensemble-boxes warns on every clipped box
+        ref = eb_wbf(boxes, scores, labels, **kwargs)
+    got = weighted_boxes_fusion([torch.from_numpy(b) for b in boxes],
+                                [torch.from_numpy(s) for s in scores],
+                                [torch.from_numpy(lab) for lab in labels], **kwargs)
+    got = [g.numpy() for g in got]
+    assert got[2].dtype == np.int64
+    assert len(got[0]) == len(ref[0])
+    np.testing.assert_allclose(_canonical(*got), _canonical(*ref), atol=1e-5, rtol=0)
+
+
+def test_all_empty_and_bad_input():
+    empty = torch.zeros((0, 4))
+    boxes, scores, labels = weighted_boxes_fusion([empty, empty], [torch.zeros(0)] * 2,
+                                                  [torch.zeros(0, dtype=torch.long)] * 2)
+    assert boxes.shape == (0, 4) and scores.shape == (0, ) and labels.shape == (0, )
+    with pytest.raises(ValueError, match='must match'):
+        weighted_boxes_fusion([torch.rand(3, 4)], [torch.rand(2)], [torch.zeros(3)])
+    with pytest.raises(ValueError, match='conf_type'):
+        weighted_boxes_fusion([torch.rand(3, 4)], [torch.rand(3)], [torch.zeros(3)],
+                              conf_type='median')
+    with pytest.raises(ValueError, match='one weight per model'):
+        weighted_boxes_fusion([torch.rand(3, 4)], [torch.rand(3)], [torch.zeros(3)],
+                              weights=[1, 2])
+
+
+def _member(boxes, scores, labels):
+    return InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32),
+                        scores=torch.tensor(scores), labels=torch.tensor(labels))
+
+
+@pytest.mark.parametrize('kind', ['wbf', 'nms', 'concat'])
+def test_fuse_member_results(kind):
+    a = _member([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.4], [0, 1])
+    b = _member([[12, 12, 52, 52]], [0.7], [0])
+    fused = fuse_member_results([a, b], (100, 200), dict(type=kind, iou_thr=0.5), max_per_img=10)
+    expected = {'wbf': 2, 'nms': 2, 'concat': 3}[kind]
+    assert len(fused) == expected
+    assert fused.scores.max() <= 0.9 + 1e-6
+    if kind == 'wbf':  # the two overlapping boxes merge into their score-weighted mean
+        top = fused.bboxes[fused.scores.argmax()]
+        torch.testing.assert_close(top, torch.tensor([10.875, 10.875, 50.875, 50.875]))
+    capped = fuse_member_results([a, b], (100, 200), dict(type=kind), max_per_img=1)
+    assert len(capped) == 1
+
+
+def test_single_member_passes_through():
+    a = _member([[10, 10, 50, 50]], [0.9], [3])
+    assert fuse_member_results([a], (100, 100), dict(type='wbf'), 100) is a

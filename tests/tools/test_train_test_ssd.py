@@ -1,0 +1,48 @@
+"""tools/train.py then tools/test.py on generated data: a COCO metrics file with
+ensemble and member APs, a predictions dump and painted images."""
+import glob
+import json
+import pickle
+
+from divdet.datasets import make_shapes_dataset
+
+CONFIG = 'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py'
+
+
+def _data_options(root) -> list:
+    root = f'{root}/'
+    options = [f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader',
+                                                 'test_dataloader')
+               for key in ('dataset.data_root=' + root, 'num_workers=0',
+                           'persistent_workers=False', 'batch_size=4')]
+    return options + [f'val_evaluator.ann_file={root}annotations/instances_val.json',
+                      f'test_evaluator.ann_file={root}annotations/instances_val.json']
+
+
+def test_train_then_test_reports_members_and_ensemble(tool, tmp_path):
+    make_shapes_dataset(tmp_path / 'data', num_train=8, num_val=4, size=96, seed=1)
+    work = tmp_path / 'work'
+    options = ['--cfg-options', *_data_options(tmp_path / 'data')]
+    tool('tools/train.py', CONFIG, '--work-dir', str(work), *options,
+         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1')
+    checkpoint = (work / 'last_checkpoint').read_text().strip()
+    assert checkpoint.endswith('epoch_1.pth')
+    out = tmp_path / 'preds.pkl'
+    proc = tool('tools/test.py', CONFIG, checkpoint, '--work-dir', str(work), '--out', str(out),
+                '--show-dir', 'painted', *options)
+    log = proc.stdout + proc.stderr
+    assert 'member 1' in log and 'ensemble' in log  # the side-by-side table
+    metrics_files = sorted(glob.glob(str(work / '*' / '*.json')))
+    metrics = json.loads(open(metrics_files[-1]).read().strip().splitlines()[-1])
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/member0_bbox_mAP',
+                'coco/member1_bbox_mAP_50'):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    preds = pickle.loads(out.read_bytes())
+    assert len(preds) == 4 and 'pred_instances' in preds[0]
+    assert len(glob.glob(str(work / '*' / 'painted' / '*.jpg'))) == 4
+
+
+def test_bad_checkpoint_path_is_a_clear_error(tool):
+    proc = tool('tools/test.py', CONFIG, '/nonexistent/epoch_1.pth', check=False)
+    assert proc.returncode != 0
+    assert "checkpoint '/nonexistent/epoch_1.pth' does not exist" in proc.stderr
