@@ -28,3 +28,17 @@ def run_tool(*args: str, timeout: int = 600, check: bool = True,
 @pytest.fixture
 def tool():
     return run_tool
+
+
+def scoped(name: str):
+    """An autouse fixture that runs each test of a module in registry scope ``name``.
+
+    Usage at module level: ``_scope = scoped('mmdet')``.
+    """
+    from mmengine.registry import init_default_scope
+
+    @pytest.fixture(autouse=True)
+    def _fixture():
+        init_default_scope(name)
+
+    return _fixture

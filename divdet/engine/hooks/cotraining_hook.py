@@ -6,8 +6,34 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from divdet.datasets.transforms import MemberViews
+from divdet.engine.optimizers import find_num_members
 from divdet.models.losses import CoTrainingLoss
 from divdet.registry import register_hook
+
+
+def set_member_views(dataset, num_members: int) -> int:
+    """Give every ``MemberViews`` without a count in ``dataset`` (wrappers
+    included) ``num_members`` views; returns how many were set."""
+    found, seen = 0, set()
+    stack = [dataset]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, MemberViews):
+            if obj.num_views is None:
+                obj.set_num_views(num_members)
+                found += 1
+            continue
+        for attr in ('dataset', 'datasets', 'pipeline', 'transforms'):
+            child = getattr(obj, attr, None)
+            if isinstance(child, (list, tuple)):
+                stack.extend(child)
+            elif child is not None:
+                stack.append(child)
+    return found
 
 
 @register_hook
@@ -25,6 +51,11 @@ class CoTrainingHook(Hook):
     epoch (or iteration), so a resumed run continues with the right value; it
     is also stored in the loss's ``weight`` buffer (saved in checkpoints) and
     logged as ``train/cot_weight``.
+
+    It also sets the view count of every
+    :class:`~divdet.datasets.transforms.MemberViews` in the training pipeline
+    that has none to the model's S (one augmented view per member), so S is
+    written once in a config.
 
     Args:
         warmup: warm-up length E_w in epochs (iterations if not ``by_epoch``).
@@ -60,7 +91,8 @@ class CoTrainingHook(Hook):
         return weight
 
     def before_train(self, runner) -> None:
-        """Set the weight for the (possibly resumed) starting point."""
+        """Set member views, and the weight for the (possibly resumed) starting point."""
+        set_member_views(runner.train_dataloader.dataset, find_num_members(runner.model))
         self._apply(runner, runner.epoch if self.by_epoch else runner.iter)
 
     def before_train_epoch(self, runner) -> None:

@@ -1,4 +1,5 @@
 """Evaluation metrics."""
+from .divided_accuracy import DividedAccuracy
 from .divided_coco_metric import DividedCocoMetric
 
-__all__ = ['DividedCocoMetric']
+__all__ = ['DividedAccuracy', 'DividedCocoMetric']

@@ -53,7 +53,7 @@ class DividedCocoMetric(CocoMetric):
         num_members = len(results[0][2]) if results else 0
         logger.info('Evaluating the ensemble...' if num_members else 'Evaluating...')
         metrics = OrderedDict(super().compute_metrics([(g, r) for g, r, _ in results]))
-        rows = [('ensemble' if num_members else 'model', metrics)]
+        rows = [('ensemble' if num_members else 'model', dict(metrics))]
         prefix = self.outfile_prefix
         try:
             for i in range(num_members):
@@ -72,6 +72,9 @@ class DividedCocoMetric(CocoMetric):
     def summary_table(rows: Sequence[tuple[str, dict]]) -> str:
         """One row per model, COCO box AP columns in percent."""
         header = ['model'] + [h for _, h in TABLE_COLUMNS]
-        body = [[name] + [f"{100 * m.get(f'bbox_{key}', float('nan')):.1f}"
-                          for key, _ in TABLE_COLUMNS] for name, m in rows]
+        def cell(value: float) -> str:  # pycocotools gives -1 when an area range is empty
+            return 'n/a' if value < 0 else f'{100 * value:.1f}'
+
+        body = [[name] + [cell(m.get(f'bbox_{key}', -1.0)) for key, _ in TABLE_COLUMNS]
+                for name, m in rows]
         return AsciiTable([header] + body, title='COCO box AP (%)').table

@@ -2,9 +2,12 @@
 
 Output contract (used by every divided neck and head):
 
-    forward(x: Tensor (N, 3, H, W)) -> tuple of S tuples
+    forward(x: Tensor (N, 3, H, W) or (N, S, 3, H, W)) -> tuple of S tuples
     outs[i][j]: member i's feature map for out index j, shape
     (N, member_out_channels[j], H / stride_j, W / stride_j)
+
+A 4-D input is shared by all members; a 5-D input gives member i its own view
+``x[:, i]`` (co-training with one augmented view per member).
 
 All members share the architecture family and depth; their widths come from
 :mod:`divdet.models.utils.division`. With ``num_members=1`` the single member
@@ -103,12 +106,21 @@ class DividedResNet(BaseModule):
         self.member_out_channels: tuple[int, ...] = tuple(channels[i] for i in first.out_indices)
 
     def forward(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
-        """Run every member on the same input.
+        """Run every member on the shared input or on its own view.
 
         Args:
-            x: images, (N, C, H, W).
+            x: images, (N, C, H, W) shared by all members, or (N, S, C, H, W)
+                with one view per member.
 
         Returns:
             One tuple of feature maps per member (see the module docstring).
+
+        Raises:
+            ValueError: a 5-D input whose number of views is not S.
         """
+        if x.dim() == 5:
+            if x.shape[1] != self.num_members:
+                raise ValueError(f'got {x.shape[1]} views per image for {self.num_members} '
+                                 'members; expected one view per member')
+            return tuple(member(x[:, i]) for i, member in enumerate(self.members))
         return tuple(member(x) for member in self.members)

@@ -11,6 +11,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule, ModuleList
+from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from divdet.models.utils.ensemble import fuse_member_results
@@ -71,13 +72,15 @@ class DividedSSDHead(BaseModule):
         head = dict(head, train_cfg=train_cfg, test_cfg=test_cfg)
         if in_channels is not None:
             head['in_channels'] = tuple(in_channels)
-        self.members = ModuleList(MODELS.build(head) for _ in range(1 if share_head else num_members))
+        num_heads = 1 if share_head else num_members
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            self.members = ModuleList(MODELS.build(head) for _ in range(num_heads))
+            self.loss_cot = MODELS.build(loss_cot) if loss_cot and num_members > 1 else None
         for member in self.members:
             # mmdet 3.3.0's BaseDenseHead._predict_by_feat_single reads
             # self.loss_cls, which SSDHead never sets (open-mmlab/mmdetection#11780).
             if not hasattr(member, 'loss_cls'):
                 member.loss_cls = None
-        self.loss_cot = MODELS.build(loss_cot) if loss_cot and num_members > 1 else None
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.num_classes = self.members[0].num_classes

@@ -1,4 +1,5 @@
 """Divided necks."""
+from .divided_neck import DividedNeck
 from .divided_ssd_neck import DividedSSDNeck
 
-__all__ = ['DividedSSDNeck']
+__all__ = ['DividedNeck', 'DividedSSDNeck']

@@ -5,6 +5,7 @@ from typing import Sequence
 
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule, ModuleList
+from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from divdet.models.utils.division import divide_channels
@@ -50,7 +51,8 @@ class DividedSSDNeck(BaseModule):
         self.member_out_channels = tuple(in_channels) + tuple(extra)
         cfg = dict(type='SSDNeck', in_channels=tuple(in_channels),
                    out_channels=self.member_out_channels, **kwargs)
-        self.members = ModuleList(MODELS.build(cfg) for _ in range(num_members))
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            self.members = ModuleList(MODELS.build(cfg) for _ in range(num_members))
 
     def forward(self, x: Sequence[Sequence[Tensor]]) -> tuple[tuple[Tensor, ...], ...]:
         """Apply member i's extra layers to member i's features."""

@@ -12,6 +12,7 @@ from divdet.models.losses import CoTrainingLoss
 def _runner(epoch: int, it: int = 0):
     model = nn.Sequential(nn.Linear(2, 2), CoTrainingLoss(loss_weight=0.5))
     return SimpleNamespace(model=model, epoch=epoch, iter=it,
+                           train_dataloader=SimpleNamespace(dataset=None),
                            message_hub=MessageHub.get_instance('cot-hook-test'))
 
 

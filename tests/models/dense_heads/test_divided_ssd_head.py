@@ -2,12 +2,12 @@
 import pytest
 import torch
 from mmdet.registry import MODELS
-from mmengine.registry import init_default_scope
 
 from divdet.models import DividedSSDHead
+from tests.conftest import scoped
 from tests.models.ssd_factory import HEAD, TEST_CFG, TRAIN_CFG, data_samples
 
-init_default_scope('mmdet')
+_scope = scoped('mmdet')
 CHANNELS = (32, 64, 64)
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
-from mmengine.registry import init_default_scope
 
+from tests.conftest import scoped
 from tests.models.ssd_factory import HEAD, TEST_CFG, TRAIN_CFG, data_samples, detector_cfg
 
-init_default_scope('mmdet')
+_scope = scoped('mmdet')
 
 
 def _stock_ssd() -> torch.nn.Module:

@@ -1,0 +1,73 @@
+"""Parameters and FLOPs of a divided model, per member and in total."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+
+_MEMBER = re.compile(r'(^|\.)members\.(\d+)(\.|$)')
+
+
+def member_of(name: str, model: nn.Module) -> int | None:
+    """The member a parameter/module name belongs to, or None if it is shared.
+
+    A name under ``X.members.i`` belongs to member ``i`` when ``X`` has one
+    entry per member; a shared head (``members`` of length 1 while S > 1) and
+    everything outside divided parts (e.g. the data preprocessor) is shared.
+    """
+    match = _MEMBER.search(name)
+    if match is None:
+        return None
+    owner = model.get_submodule(name[:match.start()]) if match.start() else model
+    if len(owner.members) != getattr(owner, 'num_members', len(owner.members)):
+        return None
+    return int(match.group(2))
+
+
+class _TensorForward(nn.Module):
+    """Wraps a model so that a tracer sees ``model(inputs, mode='tensor')``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor):
+        return self.model(inputs, mode='tensor')
+
+
+def complexity(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:
+    """Parameters and FLOPs (multiply-adds, as mmengine counts them) per member.
+
+    Args:
+        model: a built mmdet / mmpretrain model (divided or not).
+        input_shape: (C, H, W) of one input image.
+
+    Returns:
+        ``{'members': [{'params': p, 'flops': f}, ...], 'shared': {...},
+        'total': {...}}``; a model without divided parts has no members.
+    """
+    params = defaultdict(int)
+    for name, p in model.named_parameters():
+        params[member_of(name, model)] += p.numel()
+    model.eval()
+    analyzer = FlopAnalyzer(_TensorForward(model), (torch.zeros(1, *input_shape), ))
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_module = analyzer.by_module()
+    total_flops = analyzer.total()
+    flops = defaultdict(int)
+    for name, count in by_module.items():
+        name = name[len('model.'):] if name.startswith('model.') else None
+        if not name:
+            continue
+        match = _MEMBER.search(name)
+        # count each member subtree once, at the ``members.i`` module itself
+        if match and match.end() == len(name) and member_of(name, model) is not None:
+            flops[int(match.group(2))] += count
+    num = max([k for k in params if k is not None] + [-1]) + 1
+    members = [dict(params=params[i], flops=flops[i]) for i in range(num)]
+    shared = dict(params=params[None], flops=total_flops - sum(flops.values()))
+    return dict(members=members, shared=shared,
+                total=dict(params=sum(params.values()), flops=total_flops))

@@ -1,0 +1,4 @@
+"""Data transforms."""
+from .member_views import MemberViews
+
+__all__ = ['MemberViews']

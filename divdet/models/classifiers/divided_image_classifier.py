@@ -1,0 +1,53 @@
+"""DividedImageClassifier: mmpretrain's ImageClassifier with S set once."""
+from __future__ import annotations
+
+from typing import Optional
+
+from mmengine.registry import MODELS as ROOT_MODELS
+from mmpretrain.models.classifiers import ImageClassifier
+
+from divdet.registry import register_model
+
+
+def _with_members(cfg: dict, num_members: int, where: str) -> dict:
+    cfg = dict(cfg)
+    given = cfg.get('num_members', num_members)
+    if given != num_members:
+        raise ValueError(f'S is set once, on the classifier: model.{where}.num_members={given} '
+                         f'disagrees with model.num_members={num_members}')
+    cfg['num_members'] = num_members
+    return cfg
+
+
+@register_model
+class DividedImageClassifier(ImageClassifier):
+    """An mmpretrain ``ImageClassifier`` with a divided backbone, neck and head.
+
+    ``num_members`` (S) is written once, here, and passed to the divided
+    backbone (e.g. ``DividedResNet``), neck (``DividedNeck``) and head
+    (``DividedClsHead``); the head's input width is the backbone member's
+    output width (the neck must keep the width, as global pooling does). The
+    data preprocessor defaults to ``DividedClsDataPreprocessor``, so a pipeline
+    with ``MemberViews`` gives every member its own augmented view.
+
+    Args:
+        num_members: the split factor S.
+        backbone, neck, head: divided component configs.
+        train_cfg: as in mmpretrain (``augments`` for Mixup/CutMix).
+        data_preprocessor, init_cfg: as in mmpretrain.
+    """
+
+    def __init__(self, num_members: int, backbone: dict, head: dict, neck: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if not isinstance(num_members, int) or num_members < 1:
+            raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
+        backbone = ROOT_MODELS.build(_with_members(backbone, num_members, 'backbone'))
+        neck = ROOT_MODELS.build(_with_members(neck, num_members, 'neck')) if neck else None
+        head = ROOT_MODELS.build(dict(_with_members(head, num_members, 'head'),
+                                      in_channels=backbone.member_out_channels[-1]))
+        data_preprocessor = dict(data_preprocessor or {})
+        data_preprocessor.setdefault('type', 'DividedClsDataPreprocessor')
+        super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.num_members = num_members

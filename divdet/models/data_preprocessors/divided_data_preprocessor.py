@@ -1,0 +1,44 @@
+"""DividedClsDataPreprocessor: batches one augmented view per member."""
+from __future__ import annotations
+
+import torch
+from mmpretrain.models.utils import ClsDataPreprocessor
+
+from divdet.registry import register_model
+
+
+@register_model
+class DividedClsDataPreprocessor(ClsDataPreprocessor):
+    """mmpretrain's ``ClsDataPreprocessor`` that also accepts per-member views.
+
+    With :class:`~divdet.datasets.transforms.MemberViews` in the pipeline, the
+    dataloader yields a list of V tensors (N, C, H, W). They are stacked to
+    (N, V, C, H, W), converted to RGB and normalised view by view, and the
+    batch augments (Mixup, CutMix) are applied to all views at once, so the
+    members share the mixing partner and ratio (and, for CutMix, the box), as
+    in the reference. Single-view batches go through the parent unchanged.
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        """Normalise, and batch-augment across views with shared parameters."""
+        inputs = data['inputs']
+        if not (isinstance(inputs, (list, tuple)) and inputs and torch.is_tensor(inputs[0])
+                and inputs[0].dim() == 4):
+            return super().forward(data, training)
+        x = self.cast_data(torch.stack(list(inputs), 1))  # (N, V, C, H, W)
+        num_views, channels = x.shape[1], x.shape[2]
+        if self.to_rgb and channels == 3:
+            x = x.flip(2)
+        x = x.float()
+        if self._enable_normalize:
+            x = (x - self.mean) / self.std
+        # The parent sees one (N, V*C, H, W) tensor: labels and batch augments
+        # are handled once per image, shared by every view.
+        to_rgb, normalize = self.to_rgb, self._enable_normalize
+        self.to_rgb, self._enable_normalize = False, False
+        try:
+            out = super().forward(dict(data, inputs=x.flatten(1, 2)), training)
+        finally:
+            self.to_rgb, self._enable_normalize = to_rgb, normalize
+        out['inputs'] = out['inputs'].unflatten(1, (num_views, channels))
+        return out

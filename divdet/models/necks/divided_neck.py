@@ -1,0 +1,37 @@
+"""DividedNeck: one copy of any stock neck per member."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from mmengine.model import BaseModule, ModuleList
+from mmengine.registry import MODELS as ROOT_MODELS
+from torch import Tensor
+
+from divdet.registry import register_model
+
+
+@register_model
+class DividedNeck(BaseModule):
+    """Applies its own copy of a stock neck (e.g. mmpretrain's
+    ``GlobalAveragePooling``) to each member's features.
+
+    Input/output contract::
+
+        forward(x: tuple of S tuples of tensors) -> tuple of S neck outputs
+
+    Args:
+        num_members: the split factor S.
+        neck: config of the neck, built in the current default scope. Give
+            member widths explicitly if the neck takes any.
+    """
+
+    def __init__(self, num_members: int, neck: dict, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        self.num_members = num_members
+        self.members = ModuleList(ROOT_MODELS.build(dict(neck)) for _ in range(num_members))
+
+    def forward(self, x: Sequence[Sequence[Tensor]]) -> tuple:
+        """Apply member i's neck to member i's features."""
+        if len(x) != self.num_members:
+            raise ValueError(f'expected features of {self.num_members} members, found {len(x)}')
+        return tuple(neck(feats) for neck, feats in zip(self.members, x))

@@ -1,0 +1,51 @@
+"""Parameters and FLOPs of any divdet / mmdet / mmpretrain config, per member and in total.
+
+Usage:
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--cfg-options k=v ...]
+
+FLOPs are multiply-accumulates counted by mmengine's FlopAnalyzer for one image
+of the given shape (default 300x300 for detection configs, 224x224 for
+classification, 32x32 for CIFAR configs).
+"""
+import argparse
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+from divdet.apis.complexity import complexity  # noqa: E402
+from divdet.apis.runner import load_config  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--shape', type=int, nargs=2, help='input height and width')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args()
+    cfg = load_config(args.config, argparse.Namespace(cfg_options=args.cfg_options,
+                                                      launcher='none', work_dir=None))
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+        default = (300, 300)
+    else:
+        from mmpretrain.registry import MODELS
+        default = (32, 32) if 'cifar' in osp.basename(args.config) else (224, 224)
+    shape = tuple(args.shape or default)
+    model = MODELS.build(cfg.model)
+    result = complexity(model, (3, *shape))
+    print(f'{args.config}  (input {shape[0]}x{shape[1]})')
+    print(f"{'part':<12}{'params (M)':>12}{'GFLOPs':>10}")
+    rows = [(f'member {i}', m) for i, m in enumerate(result['members'])]
+    rows += [('shared', result['shared']), ('total', result['total'])]
+    for name, r in rows:
+        print(f"{name:<12}{r['params'] / 1e6:>12.2f}{r['flops'] / 1e9:>10.2f}")
+
+
+if __name__ == '__main__':
+    main()
