@@ -14,7 +14,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import DefaultScope
 from torch import Tensor
 
-from divdet.models.utils.ensemble import fuse_member_results
+from divdet.models.utils.ensemble import fuse_batch
 from divdet.registry import register_model
 
 #: The reference's fusion (REFERENCE.md, "Detection in the reference").
@@ -145,8 +145,7 @@ class DividedSSDHead(BaseModule):
         cfg = self.test_cfg or {}
         ensemble = cfg.get('ensemble', DEFAULT_ENSEMBLE)
         max_per_img = cfg.get('max_per_img', 200)
-        fused = [fuse_member_results([m[j] for m in members],
-                                     meta['ori_shape'] if rescale else meta['img_shape'],
-                                     ensemble, max_per_img)
-                 for j, meta in enumerate(img_metas)]
+        fused = fuse_batch([[m[j] for m in members] for j in range(len(img_metas))],
+                           [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas],
+                           ensemble, max_per_img)
         return fused, members

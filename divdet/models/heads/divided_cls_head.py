@@ -98,7 +98,7 @@ class DividedClsHead(BaseModule):
 
     def predict(self, feats: Sequence,
                 data_samples: Optional[list[Optional[DataSample]]] = None) -> list[DataSample]:
-        """Ensemble predictions, with every member's scores attached."""
+        """Ensemble predictions, with every member's scores attached when S > 1."""
         logits = self.member_logits(feats)
         scores = combine_logits(logits, self.ensemble)
         if data_samples is None:
@@ -108,6 +108,7 @@ class DividedClsHead(BaseModule):
         for i, (sample, score) in enumerate(zip(data_samples, scores.detach())):
             sample = DataSample() if sample is None else sample
             sample.set_pred_score(score).set_pred_label(score.argmax(-1, keepdim=True))
-            sample.set_field(member_scores[i], 'member_pred_scores', field_type='data')
+            if self.num_members > 1:
+                sample.set_field(member_scores[i], 'member_pred_scores', field_type='data')
             out.append(sample)
         return out

@@ -66,97 +66,156 @@ def weighted_boxes_fusion(boxes_list: Sequence[Tensor], scores_list: Sequence[Te
         ValueError: mismatched lengths, wrong number of weights or unknown
             ``conf_type``.
     """
-    num_models = len(boxes_list)
-    if not (len(scores_list) == len(labels_list) == num_models):
-        raise ValueError(f'need one boxes/scores/labels tensor per model, found '
-                         f'{num_models}/{len(scores_list)}/{len(labels_list)}')
+    return batched_weighted_boxes_fusion([list(boxes_list)], [list(scores_list)],
+                                         [list(labels_list)], weights, iou_thr, skip_box_thr,
+                                         conf_type, allows_overflow)[0]
+
+
+def batched_weighted_boxes_fusion(
+        boxes: Sequence[Sequence[Tensor]], scores: Sequence[Sequence[Tensor]],
+        labels: Sequence[Sequence[Tensor]], weights: Optional[Sequence[float]] = None,
+        iou_thr: float = 0.55, skip_box_thr: float = 0.0, conf_type: str = 'avg',
+        allows_overflow: bool = False) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """:func:`weighted_boxes_fusion` for a batch of images in one pass.
+
+    Every (image, label) group is clustered in parallel, so the sequential
+    part costs one step per box of the largest group, not per box.
+
+    Args:
+        boxes: ``boxes[j][t]``: image j's (n, 4) boxes from model t, normalised.
+        scores: ``scores[j][t]``: (n,) scores.
+        labels: ``labels[j][t]``: (n,) labels.
+        weights, iou_thr, skip_box_thr, conf_type, allows_overflow: as in
+            :func:`weighted_boxes_fusion`.
+
+    Returns:
+        One (boxes, scores, labels) per image, as :func:`weighted_boxes_fusion`.
+    """
+    if not (len(boxes) == len(scores) == len(labels)):
+        raise ValueError(f'need boxes, scores and labels for every image, found '
+                         f'{len(boxes)}/{len(scores)}/{len(labels)}')
     if conf_type not in CONF_TYPES:
         raise ValueError(f'conf_type must be one of {CONF_TYPES}, found {conf_type!r}')
+    num_images = len(boxes)
+    num_models = len(boxes[0]) if num_images else 0
+    for j in range(num_images):
+        if not (len(boxes[j]) == len(scores[j]) == len(labels[j]) == num_models):
+            raise ValueError(f'image {j}: need one boxes/scores/labels tensor per model '
+                             f'({num_models}), found {len(boxes[j])}/{len(scores[j])}/'
+                             f'{len(labels[j])}')
+        for t, (b, s, lab) in enumerate(zip(boxes[j], scores[j], labels[j])):
+            if not (b.reshape(-1, 4).shape[0] == s.numel() == lab.numel()):
+                raise ValueError(f'image {j}, model {t}: {b.reshape(-1, 4).shape[0]} boxes, '
+                                 f'{s.numel()} scores and {lab.numel()} labels; they must match')
     if weights is not None and len(weights) != num_models:
         raise ValueError(f'need one weight per model ({num_models}), found {len(weights)}')
-    device = boxes_list[0].device if num_models else torch.device('cpu')
+    device = boxes[0][0].device if num_models else torch.device('cpu')
     dtype = torch.float64
-    w = torch.ones(num_models, dtype=dtype, device=device) if weights is None else \
-        torch.as_tensor(weights, dtype=dtype, device=device)
-    for t, (b, s, lab) in enumerate(zip(boxes_list, scores_list, labels_list)):
-        if not (b.reshape(-1, 4).shape[0] == s.numel() == lab.numel()):
-            raise ValueError(f'model {t}: {b.reshape(-1, 4).shape[0]} boxes, {s.numel()} scores '
-                             f'and {lab.numel()} labels; they must match')
     empty = (torch.zeros((0, 4), dtype=dtype, device=device),
              torch.zeros((0, ), dtype=dtype, device=device),
              torch.zeros((0, ), dtype=torch.long, device=device))
     if num_models == 0:
-        return empty
+        return [empty for _ in range(num_images)]
+    w = torch.ones(num_models, dtype=dtype, device=device) if weights is None else \
+        torch.as_tensor(weights, dtype=dtype, device=device)
 
-    # -- prefilter_boxes ------------------------------------------------------------
-    boxes = torch.cat([b.reshape(-1, 4).to(dtype) for b in boxes_list])
-    scores = torch.cat([s.reshape(-1).to(dtype) for s in scores_list])
-    labels = torch.cat([lab.reshape(-1).long() for lab in labels_list])
-    model = torch.cat([torch.full((len(s.reshape(-1)), ), t, device=device)
-                       for t, s in enumerate(scores_list)])
-    x1 = torch.minimum(boxes[:, 0], boxes[:, 2]).clamp(0, 1)
-    x2 = torch.maximum(boxes[:, 0], boxes[:, 2]).clamp(0, 1)
-    y1 = torch.minimum(boxes[:, 1], boxes[:, 3]).clamp(0, 1)
-    y2 = torch.maximum(boxes[:, 1], boxes[:, 3]).clamp(0, 1)
-    keep = (scores >= skip_box_thr) & ((x2 - x1) * (y2 - y1) != 0)
-    boxes = torch.stack([x1, y1, x2, y2], 1)[keep]
-    model, labels = model[keep], labels[keep]
-    wscore = scores[keep] * w[model]
-    if boxes.shape[0] == 0:
-        return empty
+    # -- prefilter_boxes: image-major, then model, then box order --------------------
+    flat = [(j, t) for j in range(num_images) for t in range(num_models)]
+    counts = torch.tensor([scores[j][t].numel() for j, t in flat], device=device)
+    all_boxes = torch.cat([boxes[j][t].reshape(-1, 4).to(dtype) for j, t in flat])
+    all_scores = torch.cat([scores[j][t].reshape(-1).to(dtype) for j, t in flat])
+    all_labels = torch.cat([labels[j][t].reshape(-1).long() for j, t in flat])
+    pairs = torch.tensor(flat, device=device).repeat_interleave(counts, 0)
+    image, model = pairs[:, 0], pairs[:, 1]
+    x1 = torch.minimum(all_boxes[:, 0], all_boxes[:, 2]).clamp(0, 1)
+    x2 = torch.maximum(all_boxes[:, 0], all_boxes[:, 2]).clamp(0, 1)
+    y1 = torch.minimum(all_boxes[:, 1], all_boxes[:, 3]).clamp(0, 1)
+    y2 = torch.maximum(all_boxes[:, 1], all_boxes[:, 3]).clamp(0, 1)
+    keep = ((all_scores >= skip_box_thr) & ((x2 - x1) * (y2 - y1) != 0)).nonzero()[:, 0]
+    # One row per kept box: x1 y1 x2 y2, weighted score, model weight, model.
+    wm = w[model]
+    packed = torch.stack([x1, y1, x2, y2, all_scores * wm, wm, model.to(dtype)], 1)
+    packed = packed.index_select(0, keep)
+    image, label = image.index_select(0, keep), all_labels.index_select(0, keep)
+    wscore = packed[:, 4]
+    n = packed.shape[0]
+    if n == 0:
+        return [empty for _ in range(num_images)]
 
-    # Group by label in order of first appearance; within a group, descending
-    # weighted score with ties in reverse input order (numpy argsort()[::-1]).
-    uniq, group = _unique_in_order(labels)
-    n = boxes.shape[0]
+    # One group per (image, label), numbered in order of first appearance; within
+    # a group, descending weighted score with ties in reverse input order.
+    label_span = int(label.max()) - int(label.min()) + 1
+    uniq_key, group = _unique_in_order(image * label_span + (label - label.min()),
+                                       num_images * label_span)
+    num_groups = len(uniq_key)
+    group_image = uniq_key.div(label_span, rounding_mode='floor')
+    group_label = uniq_key % label_span + label.min()
+    per_group = torch.bincount(group, minlength=num_groups)
+    # Process groups largest first, so that the groups still active at step j
+    # are a prefix [0, active[j]) and every step works on slices.
+    by_size = torch.argsort(per_group, descending=True, stable=True)
+    rank = torch.empty_like(by_size)
+    rank[by_size] = torch.arange(num_groups, device=device)
+    proc = rank[group]  # processing slot of every box's group
+    # (slot asc, weighted score desc) in one stable sort of reversed input order;
+    # scores lie in [0, span), so the composite key keeps slots apart.
+    span = float(wscore.max()) + 1.0
     order = torch.arange(n - 1, -1, -1, device=device)
-    order = order[torch.sort(wscore[order], descending=True, stable=True).indices]
-    order = order[torch.sort(group[order], stable=True).indices]
-    g_sorted = group[order]
-    num_groups = len(uniq)
-    counts = torch.bincount(g_sorted, minlength=num_groups)
-    steps = int(counts.max())
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(n, device=device) - starts[g_sorted]
+    order = order[torch.sort((proc.to(dtype) * (2 * span) - wscore)[order], stable=True).indices]
+    sizes = per_group[by_size]
+    steps = int(sizes[0])
+    pos = torch.arange(n, device=device) - (torch.cumsum(sizes, 0) - sizes)[proc[order]]
     slot = torch.full((num_groups, steps), -1, dtype=torch.long, device=device)
-    slot[g_sorted, pos] = order
+    slot[proc[order], pos] = order
+    active = torch.bincount(sizes, minlength=steps + 1).flip(0).cumsum(0).flip(0).tolist()
 
-    # -- greedy clustering, every label group in parallel --------------------------
-    fused = torch.zeros((num_groups, steps, 4), dtype=dtype, device=device)
+    # -- greedy clustering, every group in parallel ----------------------------------
+    K = steps
+    fused = torch.zeros((num_groups * K, 4), dtype=dtype, device=device)
     wsum_xy = torch.zeros_like(fused)
-    conf_sum = torch.zeros((num_groups, steps), dtype=dtype, device=device)
+    conf_sum = torch.zeros(num_groups * K, dtype=dtype, device=device)
     conf_max = torch.zeros_like(conf_sum)
     weight_sum = torch.zeros_like(conf_sum)
     count = torch.zeros_like(conf_sum)
-    members = torch.zeros((num_groups, steps, num_models), dtype=torch.bool, device=device)
+    members = torch.zeros(num_groups * K * num_models, dtype=torch.bool, device=device)
     num_clusters = torch.zeros(num_groups, dtype=torch.long, device=device)
-    cluster_ids = torch.arange(steps, device=device)
+    cluster_ids = torch.arange(K, device=device)
     rows = torch.arange(num_groups, device=device)
+    minus_one = torch.tensor(-1.0, dtype=dtype, device=device)
     for j in range(steps):
-        idx = slot[:, j]
-        active = idx >= 0
-        safe = idx.clamp(min=0)
-        b, s, t = boxes[safe], wscore[safe], model[safe]
-        iou = _pairwise_iou(fused, b)
-        iou = torch.where(cluster_ids[None] < num_clusters[:, None], iou, iou.new_tensor(-1.0))
-        best = torch.argmax(iou, 1)
-        best_iou = iou[rows, best]
-        matched = active & (best_iou > iou_thr)
-        k = torch.where(matched, best, num_clusters)
-        r, k = rows[active], k[active]
-        b, s, t = b[active], s[active], t[active]
-        wsum_xy[r, k] += s[:, None] * b
-        conf_sum[r, k] += s
-        conf_max[r, k] = torch.maximum(conf_max[r, k], s)
-        weight_sum[r, k] += w[t]
-        count[r, k] += 1
-        members[r, k, t] = True
-        is_new = ~matched[active]
+        a = active[j + 1] if j else num_groups  # groups with a (j+1)-th box
+        rows_j = packed.index_select(0, slot[:a, j])
+        b, s, wt, t = rows_j[:, :4], rows_j[:, 4], rows_j[:, 5], rows_j[:, 6].long()
+        clusters = num_clusters[:a]
+        if j:
+            view = fused.view(num_groups, K, 4)[:a, :j]
+            iou = _pairwise_iou(view, b)
+            iou = torch.where(cluster_ids[None, :j] < clusters[:, None], iou, minus_one)
+            best_iou, best = iou.max(1)
+            matched = best_iou > iou_thr
+            k = torch.where(matched, best, clusters)
+        else:
+            matched = torch.zeros(a, dtype=torch.bool, device=device)
+            k = clusters
+        flat = rows[:a] * K + k
+        wsum_xy.index_add_(0, flat, s[:, None] * b)
+        conf_sum.index_add_(0, flat, s)
+        conf_max.scatter_reduce_(0, flat, s, reduce='amax')
+        weight_sum.index_add_(0, flat, wt)
+        count.index_add_(0, flat, torch.ones_like(s))
+        members[flat * num_models + t] = True
         # A new cluster keeps its box as is; a grown one gets the
         # confidence-weighted mean of its boxes (get_weighted_box).
-        fused[r, k] = torch.where(is_new[:, None], b, wsum_xy[r, k] / conf_sum[r, k, None])
-        num_clusters += (active & ~matched).long()
+        mean = wsum_xy.index_select(0, flat) / conf_sum.index_select(0, flat)[:, None]
+        fused.index_copy_(0, flat, torch.where(matched[:, None], mean, b))
+        num_clusters[:a] += (~matched).long()
 
+    fused = fused.view(num_groups, K, 4)
+    wsum_xy = wsum_xy.view(num_groups, K, 4)
+    conf_sum, conf_max, weight_sum, count = (x.view(num_groups, K) for x in
+                                             (conf_sum, conf_max, weight_sum, count))
+    members = members.view(num_groups, K, num_models)
+    steps = K
     valid = cluster_ids[None] < num_clusters[:, None]
     if conf_type == 'max':
         conf = conf_max / w.max()
@@ -172,64 +231,92 @@ def weighted_boxes_fusion(boxes_list: Sequence[Tensor], scores_list: Sequence[Te
             conf = conf * count.clamp(max=num_models) / w.sum()
         else:
             conf = conf * count / w.sum()
+    # Clusters in concatenation order (groups by first appearance, clusters by
+    # creation), then overall_boxes[:, 1].argsort()[::-1] per image: descending
+    # score, ties in reverse order; one stable sort on (image asc, score desc).
+    valid, fused, conf = valid[rank], fused[rank], conf[rank]
     out_boxes, out_scores = fused[valid], conf[valid]
-    out_labels = uniq[rows[:, None].expand(-1, steps)[valid]]
-    # overall_boxes[:, 1].argsort()[::-1]: descending, ties in reverse order.
+    out_groups = rows[:, None].expand(-1, steps)[valid]
+    out_image, out_labels = group_image[out_groups], group_label[out_groups]
     rev = torch.arange(len(out_scores) - 1, -1, -1, device=device)
-    final = rev[torch.sort(out_scores[rev], descending=True, stable=True).indices]
-    return out_boxes[final], out_scores[final], out_labels[final]
+    span = float(out_scores.max()) + 1.0 if len(out_scores) else 1.0
+    key = out_image.to(dtype) * (2 * span) - out_scores
+    final = rev[torch.sort(key[rev], stable=True).indices]
+    sizes = torch.bincount(out_image, minlength=num_images).tolist()
+    return list(zip(out_boxes[final].split(sizes), out_scores[final].split(sizes),
+                    out_labels[final].split(sizes)))
 
 
-def _unique_in_order(values: Tensor) -> tuple[Tensor, Tensor]:
-    """Unique values in order of first appearance, and each value's index among them."""
-    uniq, inverse = torch.unique(values, return_inverse=True)
-    first = torch.full((len(uniq), ), len(values), dtype=torch.long, device=values.device)
-    first.scatter_reduce_(0, inverse, torch.arange(len(values), device=values.device),
-                          reduce='amin')
-    order = torch.argsort(first)
-    rank = torch.argsort(order)
-    return uniq[order], rank[inverse]
+def _unique_in_order(values: Tensor, num_values: int) -> tuple[Tensor, Tensor]:
+    """Unique values of ``values`` (all in ``[0, num_values)``) in order of first
+    appearance, and each element's index among them."""
+    n = len(values)
+    positions = torch.arange(n, device=values.device)
+    if num_values > 4 * n:  # sparse keys: sort-based
+        uniq, inverse = torch.unique(values, return_inverse=True)
+        first = torch.full((len(uniq), ), n, dtype=torch.long, device=values.device)
+        first.scatter_reduce_(0, inverse, positions, reduce='amin')
+        order = torch.argsort(first)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=values.device)
+        return uniq[order], rank[inverse]
+    first = torch.full((num_values, ), n, dtype=torch.long, device=values.device)
+    first.scatter_reduce_(0, values, positions, reduce='amin')
+    present = (first < n).nonzero()[:, 0]
+    uniq = present[torch.argsort(first[present])]
+    index = torch.empty(num_values, dtype=torch.long, device=values.device)
+    index[uniq] = torch.arange(len(uniq), device=values.device)
+    return uniq, index[values]
 
 
 def fuse_member_results(results: Sequence[InstanceData], img_shape: Sequence[int],
                         ensemble_cfg: dict, max_per_img: int) -> InstanceData:
-    """Merge one image's detections from S members.
+    """Merge one image's detections from S members (see :func:`fuse_batch`)."""
+    return fuse_batch([results], [img_shape], ensemble_cfg, max_per_img)[0]
+
+
+def fuse_batch(results: Sequence[Sequence[InstanceData]], img_shapes: Sequence[Sequence[int]],
+               ensemble_cfg: dict, max_per_img: int) -> list[InstanceData]:
+    """Merge the members' detections for a batch of images.
 
     Args:
-        results: one ``InstanceData`` (bboxes (n, 4) in pixels, scores (n,),
-            labels (n,)) per member.
-        img_shape: (height, width) the boxes live in, used to normalise for WBF.
+        results: ``results[j][i]``: member i's ``InstanceData`` for image j
+            (bboxes (n, 4) in pixels, scores (n,), labels (n,)).
+        img_shapes: (height, width) per image, the space the boxes live in,
+            used to normalise boxes for WBF.
         ensemble_cfg: ``type`` is ``'wbf'`` (default; ``iou_thr``,
             ``skip_box_thr``, ``conf_type``, ``weights``), ``'nms'`` (NMS over
             the union; ``iou_thr``) or ``'concat'``.
-        max_per_img: at most this many boxes are kept, highest scores first.
+        max_per_img: at most this many boxes are kept per image, highest
+            scores first.
 
     Returns:
-        The fused ``InstanceData`` with bboxes, scores and labels.
+        One fused ``InstanceData`` per image.
     """
     cfg = dict(ensemble_cfg or {})
     kind = cfg.pop('type', 'wbf')
-    if len(results) == 1:
-        fused = results[0]
-    elif kind == 'wbf':
-        h, w = float(img_shape[0]), float(img_shape[1])
-        scale = results[0].bboxes.new_tensor([w, h, w, h])
-        boxes, scores, labels = weighted_boxes_fusion(
-            [r.bboxes / scale for r in results], [r.scores for r in results],
-            [r.labels for r in results], weights=cfg.get('weights'),
-            iou_thr=cfg.get('iou_thr', 0.55), skip_box_thr=cfg.get('skip_box_thr', 0.0),
-            conf_type=cfg.get('conf_type', 'avg'))
-        fused = InstanceData(bboxes=(boxes * scale.to(boxes.dtype)).to(results[0].bboxes.dtype),
-                             scores=scores.to(results[0].scores.dtype), labels=labels)
-    elif kind in ('nms', 'concat'):
-        union = InstanceData.cat(list(results))
-        if kind == 'nms' and len(union) > 0:
-            _, keep = batched_nms(union.bboxes, union.scores, union.labels,
-                                  dict(type='nms', iou_threshold=cfg.get('iou_thr', 0.5)))
-            union = union[keep]
-        fused = union
-    else:
+    if kind not in ('wbf', 'nms', 'concat'):
         raise ValueError(f"ensemble type must be 'wbf', 'nms' or 'concat', found {kind!r}")
-    if len(fused) > max_per_img:
-        fused = fused[fused.scores.topk(max_per_img).indices]
-    return fused
+    if results and len(results[0]) == 1:
+        fused = [r[0] for r in results]
+    elif kind == 'wbf':
+        scales = [r[0].bboxes.new_tensor([w, h, w, h]) for r, (h, w) in
+                  zip(results, ((float(s[0]), float(s[1])) for s in img_shapes))]
+        merged = batched_weighted_boxes_fusion(
+            [[m.bboxes / scale for m in r] for r, scale in zip(results, scales)],
+            [[m.scores for m in r] for r in results], [[m.labels for m in r] for r in results],
+            weights=cfg.get('weights'), iou_thr=cfg.get('iou_thr', 0.55),
+            skip_box_thr=cfg.get('skip_box_thr', 0.0), conf_type=cfg.get('conf_type', 'avg'))
+        fused = [InstanceData(bboxes=(b * scale.to(b.dtype)).to(r[0].bboxes.dtype),
+                              scores=s.to(r[0].scores.dtype), labels=lab)
+                 for (b, s, lab), scale, r in zip(merged, scales, results)]
+    else:
+        fused = []
+        for r in results:
+            union = InstanceData.cat(list(r))
+            if kind == 'nms' and len(union) > 0:
+                _, keep = batched_nms(union.bboxes, union.scores, union.labels,
+                                      dict(type='nms', iou_threshold=cfg.get('iou_thr', 0.5)))
+                union = union[keep]
+            fused.append(union)
+    return [f[f.scores.topk(max_per_img).indices] if len(f) > max_per_img else f for f in fused]

@@ -28,3 +28,22 @@ def test_normalisation_matches_single_view_path():
     multi = pre(dict(inputs=[a, b]))['inputs']
     torch.testing.assert_close(multi[:, 0], pre(dict(inputs=a))['inputs'])
     torch.testing.assert_close(multi[:, 1], pre(dict(inputs=b))['inputs'])
+
+
+@pytest.mark.parametrize('collate', ['pseudo_collate', 'default_collate'])
+def test_views_from_a_real_pipeline_and_collate(collate):
+    import numpy as np
+    from mmengine.dataset import default_collate, pseudo_collate
+    from mmpretrain.datasets.transforms import PackInputs
+
+    from divdet.datasets.transforms import MemberViews
+    views = MemberViews([dict(type='RandomCrop', crop_size=12, padding=2)], num_views=2)
+    rng = np.random.default_rng(0)
+    samples = [PackInputs()(views(dict(img=rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+                                       gt_label=i))) for i in range(3)]
+    batch = {'pseudo_collate': pseudo_collate, 'default_collate': default_collate}[collate](samples)
+    pre = DividedClsDataPreprocessor(num_classes=4, mean=[0, 0, 0], std=[1, 1, 1])
+    x = pre(batch, training=True)['inputs']
+    assert x.shape == (3, 2, 3, 12, 12)
+    expected = torch.stack([s['inputs'][1] for s in samples]).float()
+    torch.testing.assert_close(x[:, 1], expected)

@@ -100,3 +100,22 @@ def test_fuse_member_results(kind):
 def test_single_member_passes_through():
     a = _member([[10, 10, 50, 50]], [0.9], [3])
     assert fuse_member_results([a], (100, 100), dict(type='wbf'), 100) is a
+
+
+def test_batched_matches_per_image_ensemble_boxes():
+    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
+    rng = np.random.default_rng(7)
+    cases = [_random_case(rng, 3, 40, 6, empty_member=(j == 2)) for j in range(5)]
+    kwargs = dict(iou_thr=0.5, skip_box_thr=0.05, conf_type='avg')
+    got = batched_weighted_boxes_fusion(
+        [[torch.from_numpy(b) for b in c[0]] for c in cases],
+        [[torch.from_numpy(s) for s in c[1]] for c in cases],
+        [[torch.from_numpy(lab) for lab in c[2]] for c in cases], **kwargs)
+    assert len(got) == len(cases)
+    for (boxes, scores, labels), case in zip(got, cases):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            ref = eb_wbf(*case, **kwargs)
+        np.testing.assert_allclose(_canonical(boxes.numpy(), scores.numpy(), labels.numpy()),
+                                   _canonical(*ref), atol=1e-5, rtol=0)
+        assert np.all(np.diff(scores.numpy()) <= 0)  # sorted by descending score

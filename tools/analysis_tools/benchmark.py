@@ -1,0 +1,190 @@
+"""Side-by-side speed of a divided detector: S=1 vs S=2, and WBF in torch vs ensemble-boxes.
+
+Usage:
+    python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
+        [--train-batch 8] [--wbf-images 32] [--device cpu]
+
+Everything is measured in one run, variants interleaved round-robin so that
+machine noise hits them alike; medians and ratios to S=1 are printed:
+
+- inference latency (network forward and the head's decoding, NMS and fusion,
+  ``model.predict``) at each batch size, for S=1 and for S=2 run member by member;
+- one training step (forward, loss, backward, SGD step) at ``--train-batch``;
+- WBF time per image, ensemble-boxes (numpy) against divdet's torch WBF batched
+  over ``--wbf-images`` images, for 2 and 4 members x 200 boxes per image,
+  after checking that both give the same boxes, scores and labels.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import statistics
+import sys
+import time
+import warnings
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.optim import OptimWrapper  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+import divdet  # noqa: E402,F401
+
+
+def _samples(batch: int, size: int, num_classes: int, device: str):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(batch):
+        xy = rng.uniform(0, size * 0.6, size=(3, 2))
+        wh = rng.uniform(size * 0.1, size * 0.4, size=(3, 2))
+        boxes = torch.tensor(np.concatenate([xy, xy + wh], 1), dtype=torch.float32)
+        sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
+                                             scale_factor=(1.0, 1.0), pad_shape=(size, size)))
+        sample.gt_instances = InstanceData(
+            bboxes=boxes, labels=torch.tensor(rng.integers(0, num_classes, 3)))
+        out.append(sample.to(device))
+    return out
+
+
+def _build(cfg: Config, num_members: int, device: str):
+    from mmdet.registry import MODELS
+    model_cfg = cfg.model.copy()
+    model_cfg.num_members = num_members
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model.to(device)
+
+
+def _timed(fn, device: str) -> float:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def bench_models(cfg: Config, args) -> None:
+    size = cfg.get('input_size', 300)
+    num_classes = cfg.model.bbox_head.head.num_classes
+    variants = {'S=1': 1, 'S=2': 2}
+    models = {name: _build(cfg, s, args.device) for name, s in variants.items()}
+    inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
+              for b in args.batch_sizes + [args.train_batch]}
+    samples = {b: _samples(b, size, num_classes, args.device) for b in inputs}
+    results = {}
+    for m in models.values():
+        m.eval()
+    with torch.inference_mode():
+        for b in args.batch_sizes:
+            for m in models.values():  # warm-up
+                m.predict(inputs[b], samples[b])
+            times = {name: [] for name in models}
+            for _ in range(args.repeats):
+                for name, m in models.items():
+                    times[name].append(_timed(
+                        lambda m=m, x=inputs[b], d=samples[b]: m.predict(x, d), args.device))
+            results[f'inference, batch {b}'] = times
+    wrappers = {name: OptimWrapper(torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9))
+                for name, m in models.items()}
+    b = args.train_batch
+    for m in models.values():
+        m.train()
+    times = {name: [] for name in models}
+    for r in range(args.repeats + 1):
+        for name, m in models.items():
+            data = dict(inputs=list(inputs[b].to(torch.uint8)), data_samples=samples[b])
+            t = _timed(lambda m=m, n=name, d=data: m.train_step(d, wrappers[n]), args.device)
+            if r:  # the first round is warm-up
+                times[name].append(t)
+    results[f'training step, batch {b}'] = times
+    print(f'\n{args.config} at {size}x{size} on {args.device}, '
+          f'{torch.get_num_threads()} threads, median of {args.repeats}')
+    print(f"{'what':<26}" + ''.join(f'{n:>12}' for n in models) + f"{'S=2 / S=1':>12}")
+    for what, times in results.items():
+        med = {n: statistics.median(t) * 1000 for n, t in times.items()}
+        print(f'{what:<26}' + ''.join(f'{med[n]:>10.1f}ms' for n in models) +
+              f"{med['S=2'] / med['S=1']:>11.2f}x")
+
+
+def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):
+    out = []
+    for _ in range(num_members):
+        xy = rng.uniform(0, 0.8, size=(boxes, 2))
+        wh = rng.uniform(0.02, 0.3, size=(boxes, 2))
+        out.append((np.clip(np.concatenate([xy, xy + wh], 1), 0, 1),
+                    rng.uniform(0.05, 1, size=boxes), rng.integers(0, num_classes, size=boxes)))
+    return out
+
+
+def bench_wbf(args) -> None:
+    from ensemble_boxes import weighted_boxes_fusion as eb_wbf
+
+    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
+    kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
+    print(f'\nWBF per image ({args.wbf_images} images, 200 boxes per member, 80 classes), '
+          f'median of {args.repeats}')
+    print(f"{'members':<10}{'ensemble-boxes':>16}{'divdet':>12}{'speed-up':>10}{'max |diff|':>12}")
+    for num_members in (2, 4):
+        rng = np.random.default_rng(num_members)
+        cases = [_wbf_case(rng, num_members, 200) for _ in range(args.wbf_images)]
+        tensors = [[[torch.as_tensor(x, device=args.device) for x in m] for m in case]
+                   for case in cases]
+        boxes = [[m[0] for m in c] for c in tensors]
+        scores = [[m[1] for m in c] for c in tensors]
+        labels = [[m[2] for m in c] for c in tensors]
+
+        def run_eb(cases=cases):
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                return [eb_wbf([m[0] for m in c], [m[1] for m in c], [m[2] for m in c], **kwargs)
+                        for c in cases]
+
+        def run_divdet(boxes=boxes, scores=scores, labels=labels):
+            return batched_weighted_boxes_fusion(boxes, scores, labels, **kwargs)
+
+        ref, got = run_eb(), run_divdet()
+        diff = 0.0
+        for (rb, rs, rl), (gb, gs, gl) in zip(ref, got):
+            if len(rb) != len(gb):
+                sys.exit(f'WBF mismatch: {len(rb)} vs {len(gb)} boxes')
+            rows_ref = np.lexsort((rb[:, 0], rl, -rs))
+            rows_got = np.lexsort((gb[:, 0].cpu().numpy(), gl.cpu().numpy(), -gs.cpu().numpy()))
+            diff = max(diff, np.abs(rb[rows_ref] - gb.cpu().numpy()[rows_got]).max(),
+                       np.abs(rs[rows_ref] - gs.cpu().numpy()[rows_got]).max())
+            if not np.array_equal(rl[rows_ref].astype(int), gl.cpu().numpy()[rows_got]):
+                sys.exit('WBF mismatch: labels differ')
+        t_eb, t_dd = [], []
+        for _ in range(args.repeats):
+            t_eb.append(_timed(run_eb, 'cpu') / args.wbf_images)
+            t_dd.append(_timed(run_divdet, args.device) / args.wbf_images)
+        m_eb, m_dd = statistics.median(t_eb) * 1000, statistics.median(t_dd) * 1000
+        print(f'{num_members:<10}{m_eb:>14.2f}ms{m_dd:>10.3f}ms{m_eb / m_dd:>9.1f}x{diff:>12.1e}')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8])
+    parser.add_argument('--train-batch', type=int, default=8)
+    parser.add_argument('--wbf-images', type=int, default=32)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
+    args = parser.parse_args()
+    cfg = Config.fromfile(args.config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    if not args.skip_models:
+        bench_models(cfg, args)
+    bench_wbf(args)
+
+
+if __name__ == '__main__':
+    main()
