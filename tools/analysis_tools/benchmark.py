@@ -8,7 +8,8 @@ Everything is measured in one run, variants interleaved round-robin so that
 machine noise hits them alike; medians and ratios to S=1 are printed:
 
 - inference latency (network forward and the head's decoding, NMS and fusion,
-  ``model.predict``) at each batch size, for S=1 and for S=2 run member by member;
+  ``model.predict``) at each batch size, for S=1, for S=2 run member by member
+  and for S=2 fused (``fused_members=True``: members as grouped convolutions);
 - one training step (forward, loss, backward, SGD step) at ``--train-batch``;
 - WBF time per image, ensemble-boxes (numpy) against divdet's torch WBF batched
   over ``--wbf-images`` images, for 2 and 4 members x 200 boxes per image,
@@ -52,10 +53,11 @@ def _samples(batch: int, size: int, num_classes: int, device: str):
     return out
 
 
-def _build(cfg: Config, num_members: int, device: str):
+def _build(cfg: Config, num_members: int, fused: bool, device: str):
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
     model_cfg.num_members = num_members
+    model_cfg.fused_members = fused
     model = MODELS.build(model_cfg)
     model.init_weights()
     return model.to(device)
@@ -74,8 +76,8 @@ def _timed(fn, device: str) -> float:
 def bench_models(cfg: Config, args) -> None:
     size = cfg.get('input_size', 300)
     num_classes = cfg.model.bbox_head.head.num_classes
-    variants = {'S=1': 1, 'S=2': 2}
-    models = {name: _build(cfg, s, args.device) for name, s in variants.items()}
+    variants = {'S=1': (1, False), 'S=2': (2, False), 'S=2 fused': (2, True)}
+    models = {name: _build(cfg, s, fused, args.device) for name, (s, fused) in variants.items()}
     inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
               for b in args.batch_sizes + [args.train_batch]}
     samples = {b: _samples(b, size, num_classes, args.device) for b in inputs}
@@ -107,11 +109,12 @@ def bench_models(cfg: Config, args) -> None:
     results[f'training step, batch {b}'] = times
     print(f'\n{args.config} at {size}x{size} on {args.device}, '
           f'{torch.get_num_threads()} threads, median of {args.repeats}')
-    print(f"{'what':<26}" + ''.join(f'{n:>12}' for n in models) + f"{'S=2 / S=1':>12}")
+    print(f"{'what':<26}" + ''.join(f'{n:>12}' for n in models) +
+          ''.join(f'{n + " / S=1":>18}' for n in list(models)[1:]))
     for what, times in results.items():
         med = {n: statistics.median(t) * 1000 for n, t in times.items()}
         print(f'{what:<26}' + ''.join(f'{med[n]:>10.1f}ms' for n in models) +
-              f"{med['S=2'] / med['S=1']:>11.2f}x")
+              ''.join(f"{med[n] / med['S=1']:>17.2f}x" for n in list(models)[1:]))
 
 
 def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):

@@ -22,6 +22,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmpretrain.models.backbones import ResNetV1d, ResNeXt, SEResNet, SEResNeXt
 
 from divdet.models.utils.division import get_arch, scale_dropout
+from divdet.models.utils.fusion import FusedMembers, split_members
 from divdet.registry import register_model
 
 from .resnet_members import PreActWideResNet, ResNetCIFAR, ResNeXtCIFAR, WideResNetV1d
@@ -62,6 +63,9 @@ class DividedResNet(BaseModule):
             ResNets); scaled like ``drop_rate``.
         dropout_scaling: ``'linear'`` (p / S), ``'sqrt'`` (p / sqrt(S)) or
             ``'none'``.
+        fused: run the members as one grouped network
+            (:class:`~divdet.models.utils.fusion.FusedMembers`); same outputs
+            and checkpoints as member by member.
         member_init_cfg: optional list of S init configs, one per member (e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``).
             A checkpoint with member-prefixed keys (``members.0.conv1...``)
@@ -76,7 +80,7 @@ class DividedResNet(BaseModule):
     def __init__(self, arch: str, num_members: int = 2,
                  out_indices: Optional[Sequence[int]] = None, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, dropout_scaling: str = 'linear',
-                 member_init_cfg: Optional[Sequence[dict]] = None,
+                 fused: bool = False, member_init_cfg: Optional[Sequence[dict]] = None,
                  init_cfg: Optional[dict] = None, **kwargs) -> None:
         super().__init__(init_cfg)
         spec = get_arch(arch, num_members)
@@ -104,6 +108,7 @@ class DividedResNet(BaseModule):
         channels = stage_out_channels(first)
         #: Output channels of one member, one per out index.
         self.member_out_channels: tuple[int, ...] = tuple(channels[i] for i in first.out_indices)
+        self.fused = FusedMembers(self.members) if fused and num_members > 1 else None
 
     def forward(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
         """Run every member on the shared input or on its own view.
@@ -118,9 +123,13 @@ class DividedResNet(BaseModule):
         Raises:
             ValueError: a 5-D input whose number of views is not S.
         """
+        if x.dim() == 5 and x.shape[1] != self.num_members:
+            raise ValueError(f'got {x.shape[1]} views per image for {self.num_members} '
+                             'members; expected one view per member')
+        if self.fused is not None:
+            stacked = x.flatten(1, 2) if x.dim() == 5 else x.repeat(1, self.num_members, 1, 1)
+            outs = [split_members(o, self.num_members) for o in self.fused(stacked)]
+            return tuple(tuple(o[i] for o in outs) for i in range(self.num_members))
         if x.dim() == 5:
-            if x.shape[1] != self.num_members:
-                raise ValueError(f'got {x.shape[1]} views per image for {self.num_members} '
-                                 'members; expected one view per member')
             return tuple(member(x[:, i]) for i, member in enumerate(self.members))
         return tuple(member(x) for member in self.members)

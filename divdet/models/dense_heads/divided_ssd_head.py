@@ -15,6 +15,7 @@ from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from divdet.models.utils.ensemble import fuse_batch
+from divdet.models.utils.fusion import FusedMembers, split_members, stack_members
 from divdet.registry import register_model
 
 #: The reference's fusion (REFERENCE.md, "Detection in the reference").
@@ -50,6 +51,8 @@ class DividedSSDHead(BaseModule):
         in_channels: input channels of one member's head (the divided neck's
             ``member_out_channels``); overrides ``head.in_channels``.
         share_head: one head for all members.
+        fused: run the members' prediction convs as one grouped network
+            (ignored with ``share_head``).
         loss_cot: config of the co-training loss; None disables it.
         train_cfg: SSD training config (assigner, neg_pos_ratio, ...).
         test_cfg: SSD test config plus ``ensemble``: ``dict(type='wbf',
@@ -59,7 +62,7 @@ class DividedSSDHead(BaseModule):
     """
 
     def __init__(self, num_members: int, head: dict, in_channels: Optional[Sequence[int]] = None,
-                 share_head: bool = False,
+                 share_head: bool = False, fused: bool = False,
                  loss_cot: Optional[dict] = dict(type='CoTrainingLoss', loss_weight=0.5),
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -81,6 +84,7 @@ class DividedSSDHead(BaseModule):
             # self.loss_cls, which SSDHead never sets (open-mmlab/mmdetection#11780).
             if not hasattr(member, 'loss_cls'):
                 member.loss_cls = None
+        self.fused = FusedMembers(self.members) if fused and num_heads > 1 else None
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.num_classes = self.members[0].num_classes
@@ -96,16 +100,21 @@ class DividedSSDHead(BaseModule):
     def forward(self, x: MemberFeats) -> tuple:
         """Run each member's head on its features (see the class contract)."""
         self._check(x)
-        return tuple(self.head_of(i)(feats) for i, feats in enumerate(x))
+        if self.fused is None:
+            return tuple(self.head_of(i)(feats) for i, feats in enumerate(x))
+        cls_scores, bbox_preds = self.fused(tuple(stack_members(level) for level in zip(*x)))
+        cls_scores = [split_members(c, self.num_members) for c in cls_scores]
+        bbox_preds = [split_members(b, self.num_members) for b in bbox_preds]
+        return tuple(([c[i] for c in cls_scores], [b[i] for b in bbox_preds])
+                     for i in range(self.num_members))
 
     def loss(self, x: MemberFeats, batch_data_samples: SampleList) -> dict:
         """Sum of the members' SSD losses plus the co-training term."""
         self._check(x)
         gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
         losses, flat_cls = {}, []
-        for i, feats in enumerate(x):
+        for i, (cls_scores, bbox_preds) in enumerate(self.forward(x)):
             head = self.head_of(i)
-            cls_scores, bbox_preds = head(feats)
             member = head.loss_by_feat(cls_scores, bbox_preds, gt_instances, img_metas, gt_ignore)
             suffix = f'_m{i}' if self.num_members > 1 else ''
             losses.update({f'{k}{suffix}': v for k, v in member.items()})
@@ -135,9 +144,8 @@ class DividedSSDHead(BaseModule):
         self._check(x)
         img_metas = [s.metainfo for s in batch_data_samples]
         members = []
-        for i, feats in enumerate(x):
+        for i, (cls_scores, bbox_preds) in enumerate(self.forward(x)):
             head = self.head_of(i)
-            cls_scores, bbox_preds = head(feats)
             members.append(head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=img_metas,
                                                 rescale=rescale))
         if self.num_members == 1:

@@ -12,8 +12,8 @@ from torch import Tensor
 from divdet.registry import register_model
 
 
-def _with_members(cfg: dict, num_members: int, where: str) -> dict:
-    cfg = dict(cfg)
+def _with_members(cfg: dict, num_members: int, where: str, fused: bool) -> dict:
+    cfg = dict(cfg, fused=fused)
     given = cfg.get('num_members', num_members)
     if given != num_members:
         raise ValueError(f'S is set once, on the detector: model.{where}.num_members={given} '
@@ -39,6 +39,9 @@ class DividedSingleStageDetector(SingleStageDetector):
 
     Args:
         num_members: the split factor S.
+        fused_members: run the members of backbone, neck and head as grouped
+            networks (:mod:`divdet.models.utils.fusion`) instead of one after
+            another; same outputs and checkpoints.
         backbone: a divided backbone config (e.g. ``DividedResNet``).
         neck: a divided neck config (e.g. ``DividedSSDNeck``) or None.
         bbox_head: a divided head config (e.g. ``DividedSSDHead``).
@@ -46,20 +49,23 @@ class DividedSingleStageDetector(SingleStageDetector):
     """
 
     def __init__(self, num_members: int, backbone: dict, bbox_head: dict,
-                 neck: Optional[dict] = None, train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 neck: Optional[dict] = None, fused_members: bool = False,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if not isinstance(num_members, int) or num_members < 1:
             raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
         self.num_members = num_members
-        self.backbone = MODELS.build(_with_members(backbone, num_members, 'backbone'))
+        self.fused_members = fused_members
+        self.backbone = MODELS.build(
+            _with_members(backbone, num_members, 'backbone', fused_members))
         channels = self.backbone.member_out_channels
         if neck is not None:
-            neck = dict(_with_members(neck, num_members, 'neck'), in_channels=channels)
+            neck = dict(_with_members(neck, num_members, 'neck', fused_members),
+                        in_channels=channels)
             self.neck = MODELS.build(neck)
             channels = self.neck.member_out_channels
-        bbox_head = dict(_with_members(bbox_head, num_members, 'bbox_head'),
+        bbox_head = dict(_with_members(bbox_head, num_members, 'bbox_head', fused_members),
                          in_channels=channels, train_cfg=train_cfg, test_cfg=test_cfg)
         self.bbox_head = MODELS.build(bbox_head)
         self.train_cfg = train_cfg
