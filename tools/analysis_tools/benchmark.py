@@ -11,6 +11,7 @@ machine noise hits them alike; medians and ratios to S=1 are printed:
   ``model.predict``) at each batch size, for S=1, for S=2 run member by member
   and for S=2 fused (``fused_members=True``: members as grouped convolutions);
 - one training step (forward, loss, backward, SGD step) at ``--train-batch``;
+- with ``--channels-last`` every variant uses channels-last memory format;
 - WBF time per image, ensemble-boxes (numpy) against divdet's torch WBF batched
   over ``--wbf-images`` images, for 2 and 4 members x 200 boxes per image,
   after checking that both give the same boxes, scores and labels.
@@ -30,6 +31,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
@@ -53,11 +55,12 @@ def _samples(batch: int, size: int, num_classes: int, device: str):
     return out
 
 
-def _build(cfg: Config, num_members: int, fused: bool, device: str):
+def _build(cfg: Config, num_members: int, fused: bool, channels_last: bool, device: str):
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
     model_cfg.num_members = num_members
     model_cfg.fused_members = fused
+    model_cfg.channels_last = channels_last
     model = MODELS.build(model_cfg)
     model.init_weights()
     return model.to(device)
@@ -77,7 +80,8 @@ def bench_models(cfg: Config, args) -> None:
     size = cfg.get('input_size', 300)
     num_classes = cfg.model.bbox_head.head.num_classes
     variants = {'S=1': (1, False), 'S=2': (2, False), 'S=2 fused': (2, True)}
-    models = {name: _build(cfg, s, fused, args.device) for name, (s, fused) in variants.items()}
+    models = {name: _build(cfg, s, fused, args.channels_last, args.device)
+              for name, (s, fused) in variants.items()}
     inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
               for b in args.batch_sizes + [args.train_batch]}
     samples = {b: _samples(b, size, num_classes, args.device) for b in inputs}
@@ -107,7 +111,8 @@ def bench_models(cfg: Config, args) -> None:
             if r:  # the first round is warm-up
                 times[name].append(t)
     results[f'training step, batch {b}'] = times
-    print(f'\n{args.config} at {size}x{size} on {args.device}, '
+    layout = 'channels-last' if args.channels_last else 'NCHW'
+    print(f'\n{args.config} at {size}x{size} on {args.device} ({layout}), '
           f'{torch.get_num_threads()} threads, median of {args.repeats}')
     print(f"{'what':<26}" + ''.join(f'{n:>12}' for n in models) +
           ''.join(f'{n + " / S=1":>18}' for n in list(models)[1:]))
@@ -181,7 +186,10 @@ def main() -> None:
     parser.add_argument('--wbf-images', type=int, default=32)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='build every variant with channels_last=True')
     args = parser.parse_args()
+    MMLogger.get_instance('divdet-benchmark', log_level='WARNING')  # quiet weight init logs
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     if not args.skip_models:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
@@ -41,7 +42,10 @@ class DividedSingleStageDetector(SingleStageDetector):
         num_members: the split factor S.
         fused_members: run the members of backbone, neck and head as grouped
             networks (:mod:`divdet.models.utils.fusion`) instead of one after
-            another; same outputs and checkpoints.
+            another; same outputs and checkpoints. Off by default: on the
+            2-core CPU it measured slower (``tools/analysis_tools/benchmark.py``).
+        channels_last: keep weights and activations in channels-last memory
+            format (faster convolutions on CPU; same results and checkpoints).
         backbone: a divided backbone config (e.g. ``DividedResNet``).
         neck: a divided neck config (e.g. ``DividedSSDNeck``) or None.
         bbox_head: a divided head config (e.g. ``DividedSSDHead``).
@@ -50,6 +54,7 @@ class DividedSingleStageDetector(SingleStageDetector):
 
     def __init__(self, num_members: int, backbone: dict, bbox_head: dict,
                  neck: Optional[dict] = None, fused_members: bool = False,
+                 channels_last: bool = False,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -70,6 +75,15 @@ class DividedSingleStageDetector(SingleStageDetector):
         self.bbox_head = MODELS.build(bbox_head)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def extract_feat(self, batch_inputs: Tensor):
+        """Backbone and neck features (channels-last input if so configured)."""
+        if self.channels_last:
+            batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
+        return super().extract_feat(batch_inputs)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:

@@ -105,3 +105,22 @@ def test_refuses_layers_that_mix_channels():
     assert 'L2Norm' in fusable(list(members))
     with pytest.raises(ValueError, match='mixes channels'):
         FusedMembers(members)
+
+
+def test_channels_last_detector_matches():
+    torch.manual_seed(0)
+    plain = MODELS.build(ConfigDict(detector_cfg(2)))
+    plain.init_weights()
+    cfg = detector_cfg(2)
+    cfg['channels_last'] = True
+    fast = MODELS.build(ConfigDict(cfg))
+    fast.load_state_dict(plain.state_dict())
+    assert fast.backbone.members[0].stem[0].conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    plain.eval(), fast.eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        for a, b in zip(plain._forward(x), fast._forward(x)):
+            for ma, mb in zip(a, b):
+                for la, lb in zip(ma, mb):
+                    torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-4)
