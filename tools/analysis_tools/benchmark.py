@@ -11,7 +11,9 @@ machine noise hits them alike; medians and ratios to S=1 are printed:
   ``model.predict``) at each batch size, for S=1, for S=2 run member by member
   and for S=2 fused (``fused_members=True``: members as grouped convolutions);
 - one training step (forward, loss, backward, SGD step) at ``--train-batch``;
-- with ``--channels-last`` every variant uses channels-last memory format;
+- with ``--channels-last`` every variant uses channels-last memory format; with
+  ``--amp`` inference runs under fp16 autocast and training with AmpOptimWrapper;
+  ``--forward-only`` times the network without decoding/NMS/fusion;
 - WBF time per image, ensemble-boxes (numpy) against divdet's torch WBF batched
   over ``--wbf-images`` images, for 2 and 4 members x 200 boxes per image,
   after checking that both give the same boxes, scores and labels.
@@ -88,18 +90,29 @@ def bench_models(cfg: Config, args) -> None:
     results = {}
     for m in models.values():
         m.eval()
-    with torch.inference_mode():
+    def infer(m, x, d):
+        return m._forward(x) if args.forward_only else m.predict(x, d)
+
+    autocast = torch.autocast(args.device.split(':')[0], dtype=torch.float16, enabled=args.amp)
+    with torch.inference_mode(), autocast:
         for b in args.batch_sizes:
             for m in models.values():  # warm-up
-                m.predict(inputs[b], samples[b])
+                infer(m, inputs[b], samples[b])
             times = {name: [] for name in models}
             for _ in range(args.repeats):
                 for name, m in models.items():
                     times[name].append(_timed(
-                        lambda m=m, x=inputs[b], d=samples[b]: m.predict(x, d), args.device))
-            results[f'inference, batch {b}'] = times
-    wrappers = {name: OptimWrapper(torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9))
-                for name, m in models.items()}
+                        lambda m=m, x=inputs[b], d=samples[b]: infer(m, x, d), args.device))
+            what = 'forward' if args.forward_only else 'inference'
+            results[f'{what}, batch {b}'] = times
+    if args.amp:
+        from mmengine.optim import AmpOptimWrapper
+        wrappers = {name: AmpOptimWrapper(
+            optimizer=torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9), loss_scale='dynamic')
+            for name, m in models.items()}
+    else:
+        wrappers = {name: OptimWrapper(torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9))
+                    for name, m in models.items()}
     b = args.train_batch
     for m in models.values():
         m.train()
@@ -112,6 +125,7 @@ def bench_models(cfg: Config, args) -> None:
                 times[name].append(t)
     results[f'training step, batch {b}'] = times
     layout = 'channels-last' if args.channels_last else 'NCHW'
+    layout += ', AMP fp16' if args.amp else ''
     print(f'\n{args.config} at {size}x{size} on {args.device} ({layout}), '
           f'{torch.get_num_threads()} threads, median of {args.repeats}')
     print(f"{'what':<26}" + ''.join(f'{n:>12}' for n in models) +
@@ -188,6 +202,10 @@ def main() -> None:
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
     parser.add_argument('--channels-last', action='store_true',
                         help='build every variant with channels_last=True')
+    parser.add_argument('--amp', action='store_true',
+                        help='fp16 autocast for inference, AmpOptimWrapper for training (CUDA)')
+    parser.add_argument('--forward-only', action='store_true',
+                        help='time the network forward instead of model.predict')
     args = parser.parse_args()
     MMLogger.get_instance('divdet-benchmark', log_level='WARNING')  # quiet weight init logs
     cfg = Config.fromfile(args.config)
