@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument('--wbf-images', type=int, default=32)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
+    parser.add_argument('--skip-wbf', action='store_true', help='only benchmark the models')
     parser.add_argument('--channels-last', action='store_true',
                         help='build every variant with channels_last=True')
     parser.add_argument('--amp', action='store_true',
@@ -212,7 +213,8 @@ def main() -> None:
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     if not args.skip_models:
         bench_models(cfg, args)
-    bench_wbf(args)
+    if not args.skip_wbf:
+        bench_wbf(args)
 
 
 if __name__ == '__main__':
