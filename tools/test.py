@@ -8,11 +8,8 @@ For divided detectors the COCO metric reports the ensemble and every member
 side by side; for divided classifiers, top-1/top-5 of the ensemble and members.
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
-
-from divdet.apis import apply_test_args, build_runner, load_config
+from divdet.apis import add_common_args, apply_test_args, build_runner, load_config, parse_cli
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,15 +22,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='save painted images under work_dir/TIMESTAMP/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value pairs')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parse_cli(parser)
 
 
 def main() -> None:

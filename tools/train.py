@@ -8,11 +8,8 @@ Detection configs (``default_scope = 'mmdet'``) and classification configs
 (``default_scope = 'mmpretrain'``) are both served; the config decides.
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
-
-from divdet.apis import apply_train_args, build_runner, load_config
+from divdet.apis import add_common_args, apply_train_args, build_runner, load_config, parse_cli
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,16 +24,8 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or, given without a path, from the '
         'latest checkpoint in the work directory')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value pairs, e.g. '
-        'train_cfg.max_epochs=2 model.num_members=4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parse_cli(parser)
 
 
 def main() -> None:

@@ -1,4 +1,15 @@
 """Shared entry points of divdet's command line tools and demos."""
-from .runner import apply_test_args, apply_train_args, build_runner, dump_metric, load_config
+from .runner import (
+                     add_common_args,
+                     apply_test_args,
+                     apply_train_args,
+                     build_runner,
+                     dump_metric,
+                     load_config,
+                     parse_cli,
+)
 
-__all__ = ['apply_test_args', 'apply_train_args', 'build_runner', 'dump_metric', 'load_config']
+__all__ = [
+    'add_common_args', 'apply_test_args', 'apply_train_args', 'build_runner', 'dump_metric',
+    'load_config', 'parse_cli'
+]

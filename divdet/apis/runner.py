@@ -8,14 +8,34 @@ chosen from the config's ``default_scope``.
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 SUPPORTED_SCOPES = ('mmdet', 'mmpretrain')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The options ``tools/train.py`` and ``tools/test.py`` share."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs, e.g. '
+        'train_cfg.max_epochs=2 model.num_members=4')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_cli(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line and export ``LOCAL_RANK`` for the launcher."""
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_config(path: str, args: argparse.Namespace) -> Config:

@@ -6,17 +6,8 @@ from typing import Optional
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.models.classifiers import ImageClassifier
 
+from divdet.models.utils.members import with_members
 from divdet.registry import register_model
-
-
-def _with_members(cfg: dict, num_members: int, where: str) -> dict:
-    cfg = dict(cfg)
-    given = cfg.get('num_members', num_members)
-    if given != num_members:
-        raise ValueError(f'S is set once, on the classifier: model.{where}.num_members={given} '
-                         f'disagrees with model.num_members={num_members}')
-    cfg['num_members'] = num_members
-    return cfg
 
 
 @register_model
@@ -42,9 +33,10 @@ class DividedImageClassifier(ImageClassifier):
                  init_cfg: Optional[dict] = None) -> None:
         if not isinstance(num_members, int) or num_members < 1:
             raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
-        backbone = ROOT_MODELS.build(_with_members(backbone, num_members, 'backbone'))
-        neck = ROOT_MODELS.build(_with_members(neck, num_members, 'neck')) if neck else None
-        head = ROOT_MODELS.build(dict(_with_members(head, num_members, 'head'),
+        backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
+        if neck is not None:
+            neck = ROOT_MODELS.build(with_members(neck, num_members, 'neck', 'classifier'))
+        head = ROOT_MODELS.build(dict(with_members(head, num_members, 'head', 'classifier'),
                                       in_channels=backbone.member_out_channels[-1]))
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault('type', 'DividedClsDataPreprocessor')

@@ -10,17 +10,8 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
+from divdet.models.utils.members import with_members
 from divdet.registry import register_model
-
-
-def _with_members(cfg: dict, num_members: int, where: str, fused: bool) -> dict:
-    cfg = dict(cfg, fused=fused)
-    given = cfg.get('num_members', num_members)
-    if given != num_members:
-        raise ValueError(f'S is set once, on the detector: model.{where}.num_members={given} '
-                         f'disagrees with model.num_members={num_members}')
-    cfg['num_members'] = num_members
-    return cfg
 
 
 @register_model
@@ -63,14 +54,15 @@ class DividedSingleStageDetector(SingleStageDetector):
         self.num_members = num_members
         self.fused_members = fused_members
         self.backbone = MODELS.build(
-            _with_members(backbone, num_members, 'backbone', fused_members))
+            with_members(backbone, num_members, 'backbone', 'detector', fused=fused_members))
         channels = self.backbone.member_out_channels
         if neck is not None:
-            neck = dict(_with_members(neck, num_members, 'neck', fused_members),
+            neck = dict(with_members(neck, num_members, 'neck', 'detector', fused=fused_members),
                         in_channels=channels)
             self.neck = MODELS.build(neck)
             channels = self.neck.member_out_channels
-        bbox_head = dict(_with_members(bbox_head, num_members, 'bbox_head', fused_members),
+        bbox_head = dict(with_members(bbox_head, num_members, 'bbox_head', 'detector',
+                                      fused=fused_members),
                          in_channels=channels, train_cfg=train_cfg, test_cfg=test_cfg)
         self.bbox_head = MODELS.build(bbox_head)
         self.train_cfg = train_cfg
