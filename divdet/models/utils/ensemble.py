@@ -170,16 +170,15 @@ def batched_weighted_boxes_fusion(
     active = torch.bincount(sizes, minlength=steps + 1).flip(0).cumsum(0).flip(0).tolist()
 
     # -- greedy clustering, every group in parallel ----------------------------------
-    K = steps
-    fused = torch.zeros((num_groups * K, 4), dtype=dtype, device=device)
+    fused = torch.zeros((num_groups * steps, 4), dtype=dtype, device=device)
     wsum_xy = torch.zeros_like(fused)
-    conf_sum = torch.zeros(num_groups * K, dtype=dtype, device=device)
+    conf_sum = torch.zeros(num_groups * steps, dtype=dtype, device=device)
     conf_max = torch.zeros_like(conf_sum)
     weight_sum = torch.zeros_like(conf_sum)
     count = torch.zeros_like(conf_sum)
-    members = torch.zeros(num_groups * K * num_models, dtype=torch.bool, device=device)
+    members = torch.zeros(num_groups * steps * num_models, dtype=torch.bool, device=device)
     num_clusters = torch.zeros(num_groups, dtype=torch.long, device=device)
-    cluster_ids = torch.arange(K, device=device)
+    cluster_ids = torch.arange(steps, device=device)
     rows = torch.arange(num_groups, device=device)
     minus_one = torch.tensor(-1.0, dtype=dtype, device=device)
     for j in range(steps):
@@ -188,7 +187,7 @@ def batched_weighted_boxes_fusion(
         b, s, wt, t = rows_j[:, :4], rows_j[:, 4], rows_j[:, 5], rows_j[:, 6].long()
         clusters = num_clusters[:a]
         if j:
-            view = fused.view(num_groups, K, 4)[:a, :j]
+            view = fused.view(num_groups, steps, 4)[:a, :j]
             iou = _pairwise_iou(view, b)
             iou = torch.where(cluster_ids[None, :j] < clusters[:, None], iou, minus_one)
             best_iou, best = iou.max(1)
@@ -197,7 +196,7 @@ def batched_weighted_boxes_fusion(
         else:
             matched = torch.zeros(a, dtype=torch.bool, device=device)
             k = clusters
-        flat = rows[:a] * K + k
+        flat = rows[:a] * steps + k
         wsum_xy.index_add_(0, flat, s[:, None] * b)
         conf_sum.index_add_(0, flat, s)
         conf_max.scatter_reduce_(0, flat, s, reduce='amax')
@@ -210,12 +209,10 @@ def batched_weighted_boxes_fusion(
         fused.index_copy_(0, flat, torch.where(matched[:, None], mean, b))
         num_clusters[:a] += (~matched).long()
 
-    fused = fused.view(num_groups, K, 4)
-    wsum_xy = wsum_xy.view(num_groups, K, 4)
-    conf_sum, conf_max, weight_sum, count = (x.view(num_groups, K) for x in
+    fused = fused.view(num_groups, steps, 4)
+    conf_sum, conf_max, weight_sum, count = (x.view(num_groups, steps) for x in
                                              (conf_sum, conf_max, weight_sum, count))
-    members = members.view(num_groups, K, num_models)
-    steps = K
+    members = members.view(num_groups, steps, num_models)
     valid = cluster_ids[None] < num_clusters[:, None]
     if conf_type == 'max':
         conf = conf_max / w.max()

@@ -66,13 +66,16 @@ def test_eval_cache_follows_weight_updates():
         torch.testing.assert_close(plain(x)[1][0], fused(x)[1][0], atol=1e-4, rtol=1e-4)
 
 
-def test_detector_losses_gradients_predictions_and_checkpoints_match(tmp_path):
+def _detectors(**options):
+    """An initialised S=2 test detector and one built with ``options`` (weights not copied)."""
     torch.manual_seed(0)
     plain = MODELS.build(ConfigDict(detector_cfg(2)))
     plain.init_weights()
-    cfg = detector_cfg(2)
-    cfg['fused_members'] = True
-    fused = MODELS.build(ConfigDict(cfg))
+    return plain, MODELS.build(ConfigDict(dict(detector_cfg(2), **options)))
+
+
+def test_detector_losses_gradients_predictions_and_checkpoints_match(tmp_path):
+    plain, fused = _detectors(fused_members=True)
     path = tmp_path / 'plain.pth'
     torch.save(plain.state_dict(), path)  # a member-by-member checkpoint loads into fused
     fused.load_state_dict(torch.load(path))
@@ -108,12 +111,7 @@ def test_refuses_layers_that_mix_channels():
 
 
 def test_channels_last_detector_matches():
-    torch.manual_seed(0)
-    plain = MODELS.build(ConfigDict(detector_cfg(2)))
-    plain.init_weights()
-    cfg = detector_cfg(2)
-    cfg['channels_last'] = True
-    fast = MODELS.build(ConfigDict(cfg))
+    plain, fast = _detectors(channels_last=True)
     fast.load_state_dict(plain.state_dict())
     assert fast.backbone.members[0].stem[0].conv.weight.is_contiguous(
         memory_format=torch.channels_last)
