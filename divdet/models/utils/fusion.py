@@ -100,6 +100,8 @@ class FusedMembers:
         self.members = members
         self.num_members = len(members)
         self.template = build_fused_template(members[0], self.num_members)
+        # template module <-> member 0's module, same structure and order
+        self._module_pairs = list(zip(self.template.modules(), members[0].modules()))
         self._stats = [n for n, _ in members[0].named_buffers() if 'running_' in n]
         self._counters = [n for n, _ in members[0].named_buffers()
                           if n.endswith('num_batches_tracked')]
@@ -131,9 +133,7 @@ class FusedMembers:
 
     def __call__(self, *args, **kwargs):
         """Run the fused network; training also advances every member's BN statistics."""
-        self.template.train(self.members.training)
-        for (_, t_mod), (_, m_mod) in zip(self.template.named_modules(),
-                                           self.members[0].named_modules()):
+        for t_mod, m_mod in self._module_pairs:
             t_mod.training = m_mod.training  # frozen stages / norm_eval stay in eval
         tensors = self._tensors()
         out = functional_call(self.template, tensors, args, kwargs, strict=True)
