@@ -27,7 +27,7 @@ model = dict(
     type='DividedSingleStageDetector',
     num_members=2,  # S: the only place it is set
     data_preprocessor=dict(
-        type='DetDataPreprocessor',
+        type='CheckedDetDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
@@ -95,7 +95,7 @@ train_dataloader = dict(
     num_workers=4,
     dataset=dict(
         _delete_=True,
-        type='CocoDataset',
+        type='CheckedCocoDataset',
         data_root=data_root,
         ann_file='annotations/instances_train2017.json',
         data_prefix=dict(img='train2017/'),

@@ -9,7 +9,14 @@ side by side; for divided classifiers, top-1/top-5 of the ensemble and members.
 """
 import argparse
 
-from divdet.apis import add_common_args, apply_test_args, build_runner, load_config, parse_cli
+from divdet.apis import (
+    add_common_args,
+    apply_test_args,
+    build_runner,
+    load_config,
+    parse_cli,
+    run_main,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -9,7 +9,14 @@ Detection configs (``default_scope = 'mmdet'``) and classification configs
 """
 import argparse
 
-from divdet.apis import add_common_args, apply_train_args, build_runner, load_config, parse_cli
+from divdet.apis import (
+    add_common_args,
+    apply_train_args,
+    build_runner,
+    load_config,
+    parse_cli,
+    run_main,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

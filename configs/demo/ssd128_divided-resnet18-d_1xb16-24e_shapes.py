@@ -17,7 +17,7 @@ model = dict(
     type='DividedSingleStageDetector',
     num_members=2,  # S: the only place it is set
     data_preprocessor=dict(
-        type='DetDataPreprocessor',
+        type='CheckedDetDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
@@ -94,7 +94,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
-        type='CocoDataset',
+        type='CheckedCocoDataset',
         data_root=data_root,
         metainfo=dict(classes=classes),
         ann_file='annotations/instances_train.json',
@@ -108,7 +108,7 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='CocoDataset',
+        type='CheckedCocoDataset',
         data_root=data_root,
         metainfo=dict(classes=classes),
         ann_file='annotations/instances_val.json',

@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import sys
+from typing import Callable
 
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from divdet.utils.errors import ConfigError, DivdetError, MissingFileError, brief
 
 SUPPORTED_SCOPES = ('mmdet', 'mmpretrain')
 
@@ -50,19 +54,19 @@ def load_config(path: str, args: argparse.Namespace) -> Config:
         The config, with ``work_dir`` set (CLI > config > ``./work_dirs/NAME``).
 
     Raises:
-        FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the config's ``default_scope`` is neither mmdet nor
+        MissingFileError: if ``path`` does not exist.
+        ConfigError: if the config's ``default_scope`` is neither mmdet nor
             mmpretrain.
     """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'config file {path!r} does not exist')
+        raise MissingFileError(f'config file {path!r} does not exist')
     cfg = Config.fromfile(path)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     scope = cfg.get('default_scope', 'mmdet')
     if scope not in SUPPORTED_SCOPES:
-        raise ValueError(f'{path}: default_scope must be one of {SUPPORTED_SCOPES}, '
+        raise ConfigError(f'{path}: default_scope must be one of {SUPPORTED_SCOPES}, '
                          f'found {scope!r}')
     cfg.default_scope = scope
     if args.work_dir is not None:
@@ -79,7 +83,7 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> None:
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=N)` '
+            raise ConfigError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=N)` '
                              'in the config; none was found')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
@@ -87,7 +91,7 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> None:
         cfg.load_from = None
     elif args.resume is not None:
         if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume checkpoint {args.resume!r} does not exist')
+            raise MissingFileError(f'--resume checkpoint {args.resume!r} does not exist')
         cfg.resume = True
         cfg.load_from = args.resume
 
@@ -95,15 +99,15 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> None:
 def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
     """Apply the checkpoint, ``--show`` and ``--show-dir`` to ``cfg`` in place."""
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
+        raise MissingFileError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg.load_from = args.checkpoint
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must name a .pkl file, found {args.out!r}')
+        raise ConfigError(f'--out must name a .pkl file, found {args.out!r}')
     if not (args.show or args.show_dir):
         return
     hooks = cfg.get('default_hooks', {})
     if 'visualization' not in hooks:
-        raise ValueError('--show/--show-dir need `default_hooks.visualization` '
+        raise ConfigError('--show/--show-dir need `default_hooks.visualization` '
                          "(e.g. dict(type='DetVisualizationHook')) in the config")
     vis = hooks['visualization']
     vis.show = args.show
@@ -133,3 +137,17 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a tool's ``main``; an input error is one ``divdet: error:`` line and exit status 2.
+
+    :class:`~divdet.utils.DivdetError` means the user's data, config or
+    checkpoint needs fixing, and the message says how; a traceback would only
+    bury it. Any other exception is a bug and keeps its traceback.
+    """
+    try:
+        main()
+    except DivdetError as err:
+        print(f'divdet: error: {brief(err)}', file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -6,10 +6,20 @@ from .checkpoint import (
                          install_checkpoint_safety,
                          load_from_local_safe,
 )
+from .errors import (
+                     AnnotationError,
+                     CheckpointMismatchError,
+                     ConfigError,
+                     DivdetError,
+                     ImageError,
+                     MissingFileError,
+                     NonFiniteLossError,
+)
 from .versions import SUPPORTED_VERSIONS, check_dependencies
 
 __all__ = [
     'ALLOWED_CHECKPOINT_GLOBALS', 'AtomicLocalBackend', 'UnsafeCheckpointError',
     'install_checkpoint_safety', 'load_from_local_safe', 'SUPPORTED_VERSIONS',
-    'check_dependencies'
+    'check_dependencies', 'AnnotationError', 'CheckpointMismatchError', 'ConfigError',
+    'DivdetError', 'ImageError', 'MissingFileError', 'NonFiniteLossError'
 ]

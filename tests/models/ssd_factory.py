@@ -24,7 +24,7 @@ TEST_CFG = dict(nms_pre=100, nms=dict(type='nms', iou_threshold=0.45), min_bbox_
 def detector_cfg(num_members: int = 2, **head_kwargs) -> dict:
     return dict(
         type='DividedSingleStageDetector', num_members=num_members,
-        data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
+        data_preprocessor=dict(type='CheckedDetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
         backbone=dict(type='DividedResNet', arch='resnet18-d', num_stages=3, strides=(1, 2, 2),
                       dilations=(1, 1, 1), out_indices=(1, 2)),
         neck=dict(type='DividedSSDNeck', out_channels=(128, 256, 128), level_strides=(2, ),

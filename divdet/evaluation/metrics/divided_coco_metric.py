@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from typing import Optional, Sequence
 
 from mmdet.evaluation import CocoMetric
+from mmengine.fileio import get_local_path
 from mmengine.logging import MMLogger
 from terminaltables import AsciiTable
 
+from divdet.datasets.coco import CheckedCOCO
 from divdet.registry import register_metric
 
 #: Columns of the summary table: (metric key suffix, header).
@@ -33,10 +35,23 @@ class DividedCocoMetric(CocoMetric):
     sample (set by :class:`~divdet.models.DividedSingleStageDetector`); for
     an undivided model only the ensemble row is shown.
 
+    The annotation file is read with :class:`~divdet.datasets.CheckedCOCO`, so
+    a missing or malformed file is an ``AnnotationError`` naming it.
+
     Args:
-        **kwargs: the arguments of mmdet's ``CocoMetric``. With
+        ann_file: the COCO annotation file of the evaluated split.
+        **kwargs: the other arguments of mmdet's ``CocoMetric``. With
             ``outfile_prefix``, member ``i``'s files get ``.member{i}`` added.
     """
+
+    def __init__(self, ann_file: Optional[str] = None, **kwargs) -> None:
+        if kwargs.get('sort_categories', False):
+            super().__init__(ann_file=ann_file, **kwargs)
+            return
+        super().__init__(ann_file=None, **kwargs)
+        if ann_file is not None:
+            with get_local_path(ann_file, backend_args=self.backend_args) as local_path:
+                self._coco_api = CheckedCOCO(local_path)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Collect ground truth, fused and per-member predictions."""

@@ -7,11 +7,12 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.models.classifiers import ImageClassifier
 
 from divdet.models.utils.members import with_members
+from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 
 
 @register_model
-class DividedImageClassifier(ImageClassifier):
+class DividedImageClassifier(DividedModelChecks, ImageClassifier):
     """An mmpretrain ``ImageClassifier`` with a divided backbone, neck and head.
 
     ``num_members`` (S) is written once, here, and passed to the divided
@@ -20,6 +21,10 @@ class DividedImageClassifier(ImageClassifier):
     output width (the neck must keep the width, as global pooling does). The
     data preprocessor defaults to ``DividedClsDataPreprocessor``, so a pipeline
     with ``MemberViews`` gives every member its own augmented view.
+
+    A NaN or infinite training loss stops training before the update, and a
+    checkpoint whose S or backbone differs is refused
+    (:mod:`divdet.models.utils.safety`).
 
     Args:
         num_members: the split factor S.

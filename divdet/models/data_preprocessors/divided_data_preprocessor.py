@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from mmpretrain.models.utils import ClsDataPreprocessor
 
+from divdet.models.data_preprocessors.checks import check_channels
 from divdet.registry import register_model
 
 
@@ -37,6 +38,8 @@ class DividedClsDataPreprocessor(ClsDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         """Normalise, and batch-augment across views with shared parameters."""
+        if self._enable_normalize and self.mean.shape[0] > 1:
+            check_channels(data['inputs'], self.mean.shape[0], data.get('data_samples'))
         views = self.split_views(data['inputs'])
         if views is None:
             return super().forward(data, training)

@@ -11,11 +11,12 @@ from mmdet.structures import SampleList
 from torch import Tensor
 
 from divdet.models.utils.members import with_members
+from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 
 
 @register_model
-class DividedSingleStageDetector(SingleStageDetector):
+class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
     """A stock mmdet single-stage detector whose backbone, neck and head are divided.
 
     ``num_members`` (the split factor S) is written once, here; it is passed to
@@ -28,6 +29,10 @@ class DividedSingleStageDetector(SingleStageDetector):
     detections) and, for S > 1, ``member_pred_instances``: a list with each
     member's own detections, which :class:`~divdet.evaluation.DividedCocoMetric`
     evaluates next to the ensemble.
+
+    A NaN or infinite training loss stops training before the update, and a
+    checkpoint whose S or backbone differs is refused
+    (:mod:`divdet.models.utils.safety`).
 
     Args:
         num_members: the split factor S.

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from divdet.utils.errors import ConfigError
+
 # ResNet family on ImageNet (deep stem w, w, 2w; stages w * (1, 2, 4, 8) * 4).
 RESNET_IMAGENET_WIDTH: Mapping[int, int] = {1: 64, 2: 44, 4: 32, 8: 24}
 # ResNet family on CIFAR (stem w; stages w * (1, 2, 4) * expansion).
@@ -159,17 +161,24 @@ ARCHS: Mapping[str, Arch] = {
 }
 
 
+class UnknownArchError(ConfigError, KeyError):
+    """An ``arch`` name that is not in :data:`ARCHS`."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 def get_arch(name: str, num_members: int) -> Arch:
     """Look up an architecture and check that it can be divided into S members.
 
     Raises:
-        KeyError: unknown architecture (the message lists the known ones).
-        ValueError: no rule for this S (the message lists the supported ones).
+        UnknownArchError: unknown architecture (the message lists the known ones).
+        ConfigError: no rule for this S (the message lists the supported ones).
     """
     if name not in ARCHS:
-        raise KeyError(f'unknown arch {name!r}; expected one of {sorted(ARCHS)}')
+        raise UnknownArchError(f'unknown arch {name!r}; expected one of {sorted(ARCHS)}')
     arch = ARCHS[name]
     if num_members not in arch.widths:
-        raise ValueError(f'arch {name!r} has no division rule for num_members={num_members}; '
+        raise ConfigError(f'arch {name!r} has no division rule for num_members={num_members}; '
                          f'supported: {list(arch.supported)}')
     return arch

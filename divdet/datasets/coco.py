@@ -1,0 +1,222 @@
+"""CheckedCocoDataset: mmdet's CocoDataset that says what is wrong with its input.
+
+mmdet's ``CocoDataset`` trusts its annotation file. A malformed file fails deep
+inside ``json`` or pycocotools; an image that is missing on disk fails in the
+middle of an epoch; annotations whose category is unknown, or config classes
+that match no category name, are dropped without a word, and the model then
+trains on empty ground truth. This subclass reads the same files the same way
+and differs only in what it checks:
+
+========================================  ======================================
+fault                                     behaviour
+========================================  ======================================
+annotation file missing                   :class:`AnnotationError` (path, data_root)
+annotation file not valid JSON            :class:`AnnotationError` (line, column)
+``images``/``annotations``/``categories``
+missing or of the wrong type              :class:`AnnotationError`
+image entry without id/file_name/size     :class:`AnnotationError` (entry index)
+config ``classes`` not among categories   :class:`AnnotationError` (missing names)
+annotation with an unknown category id    :class:`AnnotationError` (annotation id)
+bbox not 4 finite numbers                 :class:`AnnotationError` (annotation id)
+degenerate box (w or h < 1, area <= 0)    skipped, counted, logged once
+box entirely outside its image            skipped, counted, logged once
+listed image missing on disk              :class:`ImageError` (count, first paths)
+image unreadable (corrupt) when loaded    :class:`ImageError` (image id, path)
+no images left after filtering            :class:`AnnotationError`
+========================================  ======================================
+
+Skipping degenerate and out-of-image boxes is what mmdet already does; the
+count is what this class adds. The checks cost one pass over the annotations
+and one ``stat`` per image at start-up (``check_images=False`` turns the
+latter off, e.g. for remote storage).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os.path as osp
+from typing import Optional
+
+import mmcv
+from mmdet.datasets import CocoDataset
+from mmdet.datasets.api_wrappers import COCO
+from mmengine.logging import print_log
+
+from divdet.registry import register_dataset
+from divdet.utils.errors import AnnotationError, DivdetError, ImageError
+
+REQUIRED_SECTIONS = {'images': list, 'annotations': list, 'categories': list}
+REQUIRED_IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
+REQUIRED_ANN_KEYS = ('id', 'image_id', 'category_id', 'bbox')
+DEGENERATE = 'degenerate boxes (width or height < 1, or area <= 0)'
+OUTSIDE = 'boxes entirely outside their image'
+
+
+def _first(items: list, n: int = 3) -> str:
+    more = f' (and {len(items) - n} more)' if len(items) > n else ''
+    return ', '.join(str(i) for i in items[:n]) + more
+
+
+class CheckedCOCO(COCO):
+    """mmdet's COCO API wrapper that validates the file before indexing it.
+
+    Raises:
+        AnnotationError: missing file, invalid JSON, missing sections or keys,
+            or (from :meth:`get_cat_ids`) class names not among the categories.
+    """
+
+    def __init__(self, annotation_file: str) -> None:
+        if not osp.isfile(annotation_file):
+            raise AnnotationError(f'annotation file {annotation_file!r} not found '
+                                  '(expected a COCO-format JSON file)')
+        try:
+            with open(annotation_file, encoding='utf-8') as f:
+                dataset = json.load(f)
+        except json.JSONDecodeError as err:
+            raise AnnotationError(f'annotation file {annotation_file!r} is not valid JSON: '
+                                  f'{err.msg} at line {err.lineno}, column {err.colno}') from None
+        except UnicodeDecodeError as err:
+            raise AnnotationError(f'annotation file {annotation_file!r} is not UTF-8 text '
+                                  f'({err.reason} at byte {err.start})') from None
+        self._validate(dataset, annotation_file)
+        super().__init__(None)
+        self.dataset = dataset
+        self.createIndex()
+        self.img_ann_map = self.imgToAnns
+        self.cat_img_map = self.catToImgs
+        self.annotation_file = annotation_file
+
+    @staticmethod
+    def _validate(dataset, path: str) -> None:
+        if not isinstance(dataset, dict):
+            raise AnnotationError(f'{path}: expected a JSON object with {sorted(REQUIRED_SECTIONS)}'
+                                  f', found a {type(dataset).__name__}')
+        for key, kind in REQUIRED_SECTIONS.items():
+            if not isinstance(dataset.get(key), kind):
+                found = type(dataset[key]).__name__ if key in dataset else 'nothing'
+                raise AnnotationError(f'{path}: expected {key!r} to be a {kind.__name__}, '
+                                      f'found {found}')
+        for section, keys in (('images', REQUIRED_IMAGE_KEYS), ('annotations', REQUIRED_ANN_KEYS)):
+            for i, entry in enumerate(dataset[section]):
+                missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+                if missing:
+                    raise AnnotationError(f'{path}: {section}[{i}] lacks {missing}; every entry '
+                                          f'needs {list(keys)}')
+        for i, cat in enumerate(dataset['categories']):
+            if not isinstance(cat, dict) or 'id' not in cat or 'name' not in cat:
+                raise AnnotationError(f"{path}: categories[{i}] needs 'id' and 'name', "
+                                      f'found {cat!r}')
+
+    def get_cat_ids(self, cat_names=[], sup_names=[], cat_ids=[]):
+        """As mmdet's, but every requested class name must be a category name."""
+        known = [c['name'] for c in self.dataset['categories']]
+        missing = [name for name in cat_names if name not in known]
+        if missing:
+            missing, known = [repr(m) for m in missing], [repr(k) for k in known]
+            raise AnnotationError(
+                f'{self.annotation_file}: the config\'s classes {_first(missing)} are not among '
+                f'the file\'s category names {_first(known, 10)}; set metainfo.classes to names '
+                'from the file')
+        return super().get_cat_ids(cat_names, sup_names, cat_ids)
+
+
+@register_dataset
+class CheckedCocoDataset(CocoDataset):
+    """mmdet's ``CocoDataset`` with clear errors for broken input (see module doc).
+
+    Args:
+        check_images: check at start-up that every listed image file exists.
+        *args, **kwargs: as ``mmdet.datasets.CocoDataset``.
+    """
+
+    COCOAPI = CheckedCOCO
+
+    def __init__(self, *args, check_images: bool = True, **kwargs) -> None:
+        self.check_images = check_images
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> list:
+        """Load as mmdet does, then check image files and report skipped boxes."""
+        if not osp.isfile(self.ann_file):
+            raise AnnotationError(
+                f'annotation file {self.ann_file!r} not found (data_root={self.data_root!r}); '
+                'expected a COCO-format JSON file')
+        self._skipped = {DEGENERATE: [], OUTSIDE: []}
+        self._file_cat_ids: Optional[set] = None
+        data_list = super().load_data_list()
+        if not data_list:
+            raise AnnotationError(f'{self.ann_file}: the file lists no images')
+        for reason, ann_ids in self._skipped.items():
+            if ann_ids:
+                print_log(f'{self.ann_file}: skipped {len(ann_ids)} {reason} '
+                          f'(annotation ids {_first(ann_ids)})', logger='current',
+                          level=logging.WARNING)
+        if self.check_images:
+            self._check_image_files(data_list)
+        return data_list
+
+    def _check_image_files(self, data_list: list) -> None:
+        missing = [info['img_path'] for info in data_list if not osp.isfile(info['img_path'])]
+        if missing:
+            raise ImageError(
+                f'{self.ann_file}: {len(missing)} of {len(data_list)} listed images are missing '
+                f'on disk: {_first(missing)}; check data_root and data_prefix '
+                f'(data_prefix={self.data_prefix!r})')
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        """Check each annotation, count the boxes mmdet skips, then parse as mmdet."""
+        if self._file_cat_ids is None:
+            self._file_cat_ids = set(self.coco.cats)
+        img_info = raw_data_info['raw_img_info']
+        for ann in raw_data_info['raw_ann_info']:
+            where = (f"{self.ann_file}: annotation id {ann['id']} (image id {img_info['id']}, "
+                     f"{img_info['file_name']})")
+            if ann['category_id'] not in self._file_cat_ids:
+                raise AnnotationError(f"{where} has category_id {ann['category_id']!r}, which is "
+                                      f'not among the file\'s categories '
+                                      f'{_first(sorted(self._file_cat_ids), 10)}')
+            bbox = ann['bbox']
+            if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                    or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+                raise AnnotationError(f'{where} has bbox {bbox!r}; expected [x, y, width, height] '
+                                      'with 4 finite numbers')
+            x, y, w, h = bbox
+            ann.setdefault('area', w * h)
+            if ann.get('ignore', False):
+                continue
+            if w < 1 or h < 1 or ann['area'] <= 0:
+                self._skipped[DEGENERATE].append(ann['id'])
+            elif (min(x + w, img_info['width']) <= max(x, 0)
+                  or min(y + h, img_info['height']) <= max(y, 0)):
+                self._skipped[OUTSIDE].append(ann['id'])
+        return super().parse_data_info(raw_data_info)
+
+    def filter_data(self) -> list:
+        """Filter as mmdet does; an empty result is an error, not an empty epoch."""
+        data_list = super().filter_data()
+        if not data_list:
+            raise AnnotationError(
+                f'{self.ann_file}: no images left after filtering ({len(self.data_list)} listed, '
+                f'filter_cfg={self.filter_cfg}); images without boxes of the config\'s classes '
+                'are removed by filter_empty_gt=True')
+        return data_list
+
+    def prepare_data(self, idx: int):
+        """Run the pipeline; an image that cannot be decoded is an :class:`ImageError`."""
+        try:
+            return super().prepare_data(idx)
+        except DivdetError:
+            raise
+        except Exception as err:
+            info = self.get_data_info(idx)
+            path = info['img_path']
+            try:
+                readable = mmcv.imread(path) is not None
+            except Exception:
+                readable = False
+            if readable:
+                raise  # not an image problem: keep the original error and traceback
+            raise ImageError(f'{self.ann_file}: image id {info["img_id"]} ({path}) could not be '
+                             'decoded; the file is corrupt or not an image '
+                             f'({type(err).__name__}: {err})') from None

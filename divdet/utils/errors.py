@@ -1,0 +1,50 @@
+"""The errors divdet raises for inputs it cannot use.
+
+Each message says what was expected, what was found and where (file, image,
+annotation, checkpoint key). ``tools/train.py`` and ``tools/test.py`` print
+these as one ``divdet: error: ...`` line and exit with status 2 instead of a
+traceback; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class DivdetError(Exception):
+    """Base class of the errors that mean "fix your input", not "divdet crashed"."""
+
+
+class MissingFileError(DivdetError, FileNotFoundError):
+    """A file named on the command line or in a config does not exist."""
+
+
+class ConfigError(DivdetError, ValueError):
+    """A config asks for something divdet cannot build (e.g. an unsupported S)."""
+
+
+class AnnotationError(DivdetError, ValueError):
+    """A COCO annotation file is missing, malformed, or inconsistent with the config."""
+
+
+class ImageError(DivdetError, ValueError):
+    """An image is missing, unreadable or has the wrong number of channels."""
+
+
+class CheckpointMismatchError(DivdetError, ValueError):
+    """A checkpoint's members or architecture differ from the config's model."""
+
+
+class NonFiniteLossError(DivdetError, FloatingPointError):
+    """A training loss became NaN or infinite; no update was applied."""
+
+
+def brief(error: BaseException) -> str:
+    """The one-line message of ``error``, without a DataLoader worker's traceback.
+
+    An error raised in a DataLoader worker is re-raised in the main process
+    with the worker's traceback folded into its message; the last line holds
+    the original message.
+    """
+    text = str(error)
+    if 'Original Traceback' in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        text = lines[-1].split(': ', 1)[-1] if lines else text
+    return text

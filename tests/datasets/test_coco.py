@@ -1,0 +1,175 @@
+"""CheckedCocoDataset: each broken input gives a clear error or a logged skip."""
+import json
+import logging
+
+import pytest
+
+from divdet.datasets import CheckedCocoDataset, make_shapes_dataset
+from divdet.datasets.shapes import CLASSES
+from divdet.evaluation import DividedCocoMetric
+from divdet.utils import AnnotationError, ImageError
+from tests.conftest import scoped
+
+_scope = scoped('mmdet')
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True)]
+
+
+@pytest.fixture
+def data(tmp_path):
+    make_shapes_dataset(tmp_path, num_train=6, num_val=2, size=64, empty_fraction=0.0, seed=3)
+    return tmp_path
+
+
+def _ann(data):
+    return json.loads((data / 'annotations' / 'instances_train.json').read_text())
+
+
+def _write(data, ann):
+    (data / 'annotations' / 'instances_train.json').write_text(json.dumps(ann))
+
+
+def _build(data, **kwargs):
+    cfg = dict(data_root=str(data), ann_file='annotations/instances_train.json',
+               data_prefix=dict(img='train/'), metainfo=dict(classes=CLASSES), pipeline=PIPELINE,
+               filter_cfg=dict(filter_empty_gt=True))
+    cfg.update(kwargs)
+    return CheckedCocoDataset(**cfg)
+
+
+def test_valid_dataset_loads_like_mmdet(data):
+    from mmdet.datasets import CocoDataset
+    ours = _build(data)
+    stock = CocoDataset(**{k: v for k, v in dict(
+        data_root=str(data), ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'), metainfo=dict(classes=CLASSES), pipeline=PIPELINE,
+        filter_cfg=dict(filter_empty_gt=True)).items()})
+    assert len(ours) == len(stock) == 6
+    for i in range(len(ours)):
+        assert ours.get_data_info(i)['instances'] == stock.get_data_info(i)['instances']
+    assert ours[0]['img'].shape[2] == 3
+
+
+def test_missing_annotation_file(data):
+    with pytest.raises(AnnotationError, match=r"annotation file .*instances_test\.json' not found"):
+        _build(data, ann_file='annotations/instances_test.json')
+
+
+def test_malformed_annotation_json(data):
+    (data / 'annotations' / 'instances_train.json').write_text('{"images": [1, 2,')
+    with pytest.raises(AnnotationError, match=r'is not valid JSON: .* line 1, column'):
+        _build(data)
+
+
+def test_annotation_file_without_a_section(data):
+    ann = _ann(data)
+    del ann['categories']
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match="expected 'categories' to be a list, found nothing"):
+        _build(data)
+
+
+def test_image_entry_without_size(data):
+    ann = _ann(data)
+    del ann['images'][2]['height']
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=r"images\[2\] lacks \['height'\]"):
+        _build(data)
+
+
+def test_config_classes_not_in_file(data):
+    with pytest.raises(AnnotationError, match=r"classes 'cat' are not among the file's category "
+                       r"names 'circle', 'square', 'triangle'"):
+        _build(data, metainfo=dict(classes=('circle', 'cat')))
+
+
+def test_unknown_category_id(data):
+    ann = _ann(data)
+    ann['annotations'][1]['category_id'] = 99
+    bad_id = ann['annotations'][1]['id']
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=rf'annotation id {bad_id} .* category_id 99, which '
+                       r'is not among the file\'s categories 1, 2, 3'):
+        _build(data)
+
+
+@pytest.mark.parametrize('bbox', [[1, 2, 3], [1, 2, float('nan'), 4], 'x'])
+def test_malformed_bbox(data, bbox):
+    ann = _ann(data)
+    ann['annotations'][0]['bbox'] = bbox
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=r'expected \[x, y, width, height\] with 4 finite'):
+        _build(data)
+
+
+def test_degenerate_and_outside_boxes_are_skipped_and_logged(data, monkeypatch):
+    ann = _ann(data)
+    first, second = ann['annotations'][0], ann['annotations'][1]
+    first['bbox'][2] = 0.5  # width < 1 pixel
+    image = next(i for i in ann['images'] if i['id'] == second['image_id'])
+    second['bbox'] = [image['width'] + 5, 3, 10, 10]  # right of the image
+    _write(data, ann)
+    logged = []
+    monkeypatch.setattr('divdet.datasets.coco.print_log',
+                        lambda msg, logger, level: logged.append((level, msg)))
+    dataset = _build(data)
+    log = '\n'.join(msg for level, msg in logged if level == logging.WARNING)
+    boxes = sum(len(dataset.get_data_info(i)['instances']) for i in range(len(dataset)))
+    assert boxes == len(ann['annotations']) - 2
+    assert (f'{data}/annotations/instances_train.json: skipped 1 degenerate boxes '
+            f'(width or height < 1, or area <= 0) (annotation ids {first["id"]})') in log
+    assert (f'skipped 1 boxes entirely outside their image (annotation ids {second["id"]})'
+            in log)
+
+
+def test_listed_image_missing_on_disk(data):
+    (data / 'train' / '000001.jpg').unlink()
+    with pytest.raises(ImageError, match=r'1 of 6 listed images are missing on disk: .*'
+                       r'000001\.jpg; check data_root'):
+        _build(data)
+
+
+def test_wrong_image_prefix_names_data_prefix(data):
+    with pytest.raises(ImageError, match=r"6 of 6 .*data_prefix=\{'img': .*images/"):
+        _build(data, data_prefix=dict(img='images/'))
+
+
+def test_corrupt_image_names_the_file(data):
+    (data / 'train' / '000002.jpg').write_bytes(b'\xff\xd8 not a jpeg')
+    dataset = _build(data)
+    idx = next(i for i in range(len(dataset))
+               if dataset.get_data_info(i)['img_path'].endswith('000002.jpg'))
+    with pytest.raises(ImageError, match=r'000002\.jpg\) could not be decoded; the file is '
+                       'corrupt'):
+        dataset[idx]
+    dataset[(idx + 1) % len(dataset)]  # the others still load
+
+
+def test_pipeline_bug_keeps_its_own_error(data):
+    dataset = _build(data, pipeline=[dict(type='LoadImageFromFile'),
+                                     dict(type='Resize', scale=(-1, 0))])
+    with pytest.raises(Exception) as info:
+        dataset[0]
+    assert not isinstance(info.value, ImageError)
+
+
+def test_empty_dataset_after_filtering(data):
+    ann = _ann(data)
+    ann['annotations'] = [a for a in ann['annotations'] if a['category_id'] != 1]
+    for a in ann['annotations']:
+        a['category_id'] = 2
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=r'no images left after filtering \(6 listed'):
+        _build(data, metainfo=dict(classes=('circle', )))
+
+
+def test_file_with_no_images(data):
+    _write(data, dict(images=[], annotations=[], categories=_ann(data)['categories']))
+    with pytest.raises(AnnotationError, match='the file lists no images'):
+        _build(data)
+
+
+def test_metric_reads_the_annotation_file_with_checks(data):
+    with pytest.raises(AnnotationError, match='not found'):
+        DividedCocoMetric(ann_file=str(data / 'annotations' / 'missing.json'))
+    metric = DividedCocoMetric(ann_file=str(data / 'annotations' / 'instances_val.json'))
+    assert len(metric._coco_api.get_img_ids()) == 2

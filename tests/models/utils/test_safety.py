@@ -1,0 +1,77 @@
+"""Non-finite losses stop training before the update; mismatched checkpoints are refused."""
+import pytest
+import torch
+from mmengine.logging import MessageHub
+
+from divdet.utils import CheckpointMismatchError, NonFiniteLossError
+from tests.conftest import scoped
+from tests.models.ssd_factory import data_samples, detector_cfg
+
+_scope = scoped('mmdet')
+
+
+def _build(num_members=2, arch='resnet18-d'):
+    from mmdet.registry import MODELS
+    cfg = detector_cfg(num_members)
+    cfg['backbone']['arch'] = arch
+    return MODELS.build(cfg)
+
+
+def test_nan_loss_raises_before_the_update():
+    from mmengine.optim import OptimWrapper
+    torch.manual_seed(0)
+    model = _build()
+    MessageHub.get_current_instance().update_info('iter', 36)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = dict(inputs=[torch.full((3, 64, 64), float('nan'))],
+                data_samples=data_samples([[[8, 8, 40, 40]]]))
+    with pytest.raises(NonFiniteLossError, match=r'the training loss is nan at iteration 37 '
+                       r'\(loss_cls_m0=nan, .*loss_cot=nan\); the update was not applied'):
+        model.train_step(data, optim)
+    for k, v in model.state_dict().items():
+        if v.is_floating_point() and 'running' not in k:
+            torch.testing.assert_close(v, before[k], equal_nan=True, msg=k)
+
+
+def test_finite_loss_trains_as_before():
+    from mmengine.optim import OptimWrapper
+    model = _build()
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    data = dict(inputs=[torch.rand(3, 64, 64) * 255],
+                data_samples=data_samples([[[8, 8, 40, 40]]]))
+    log_vars = model.train_step(data, optim)
+    assert torch.isfinite(log_vars['loss'])
+
+
+def test_checkpoint_with_other_num_members_is_refused():
+    source = _build(num_members=4).state_dict()
+    with pytest.raises(CheckpointMismatchError, match=r'the checkpoint has 4 members '
+                       r'\(backbone\.members\.0\.\.3\), the config builds num_members=2'):
+        _build(num_members=2).load_state_dict(source, strict=False)
+
+
+def test_checkpoint_with_other_arch_is_refused_through_mmengine():
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    source = dict(state_dict=_build(arch='resnet34-d').state_dict())
+    with pytest.raises(CheckpointMismatchError, match=r"backbone does not match the config's "
+                       r"\(arch='resnet18-d', num_members=2\): .*unexpected: backbone\.members"):
+        _load_checkpoint_to_model(_build(), source, strict=False)
+
+
+def test_undivided_backbone_points_to_the_converters():
+    source = {'backbone.conv1.weight': torch.zeros(64, 3, 7, 7)}
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'backbone is not divided .*torchvision2divdet'):
+        _build().load_state_dict(source, strict=False)
+
+
+def test_matching_checkpoint_and_other_head_load():
+    model = _build()
+    state = _build().state_dict()
+    model.load_state_dict(state)
+    for k, v in state.items():
+        torch.testing.assert_close(model.state_dict()[k], v)
+    # fine-tuning with another head: the backbone fits, the rest is mmengine's business
+    head_only_differs = {k: v for k, v in state.items() if not k.startswith('bbox_head.')}
+    model.load_state_dict(head_only_differs, strict=False)
