@@ -69,11 +69,41 @@ def load_config(path: str, args: argparse.Namespace) -> Config:
         raise ConfigError(f'{path}: default_scope must be one of {SUPPORTED_SCOPES}, '
                          f'found {scope!r}')
     cfg.default_scope = scope
+    configure_distributed(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def configure_distributed(cfg: Config) -> None:
+    """Adapt a launched (``--launcher pytorch|slurm|mpi``) run to the machine.
+
+    Without CUDA the processes talk over gloo and DDP wraps a CPU module, which
+    takes ``device_ids=None`` (mmengine passes the local rank, which is only
+    valid for a GPU module). ``sync_bn`` (mmengine's config key: ``'torch'``
+    or ``'mmcv'``) needs CUDA; on the CPU it is refused rather than failing in
+    the first forward pass.
+
+    Raises:
+        ConfigError: ``sync_bn`` is set and there is no CUDA device.
+    """
+    if cfg.launcher == 'none':
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    if cfg.get('sync_bn') is not None:
+        raise ConfigError(f"sync_bn={cfg.sync_bn!r} needs CUDA devices (torch's and mmcv's "
+                          'SyncBatchNorm run on GPUs only); remove it for a CPU run, where '
+                          'BatchNorm statistics stay per process')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
 
 
 def apply_train_args(cfg: Config, args: argparse.Namespace) -> None:
