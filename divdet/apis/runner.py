@@ -84,7 +84,10 @@ def configure_distributed(cfg: Config) -> None:
     takes ``device_ids=None`` (mmengine passes the local rank, which is only
     valid for a GPU module). ``sync_bn`` (mmengine's config key: ``'torch'``
     or ``'mmcv'``) needs CUDA; on the CPU it is refused rather than failing in
-    the first forward pass.
+    the first forward pass. mmengine's ``init_dist`` selects a CUDA device
+    unconditionally, so for ``--launcher pytorch`` on the CPU :func:`build_runner`
+    opens the gloo process group itself (``torchrun``'s environment variables),
+    and the Runner finds it already initialised.
 
     Raises:
         ConfigError: ``sync_bn`` is set and there is no CUDA device.
@@ -164,6 +167,11 @@ def build_runner(cfg: Config) -> Runner:
     """Build the runner (``runner_type`` from the registry if the config sets one)."""
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     setup_cache_size_limit_of_dynamo()
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
+    if cfg.get('launcher') == 'pytorch' and backend == 'gloo':
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group(backend='gloo')
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

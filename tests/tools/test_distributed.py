@@ -72,7 +72,9 @@ default_hooks = dict(checkpoint=dict(interval=2))
 
 
 def _metrics(work):
-    files = sorted(glob.glob(str(work / '*' / '*.json')))
+    """The last evaluation's metrics: tools/test.py's file, or the val scalars of training."""
+    files = (sorted(glob.glob(str(work / '*' / '*.json')))
+             or sorted(glob.glob(str(work / '*' / 'vis_data' / 'scalars.json'))))
     return json.loads(open(files[-1]).read().strip().splitlines()[-1])
 
 
