@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.model import BaseModule, ModuleList
-from mmpretrain.models.backbones import ResNetV1d, ResNeXt, SEResNet, SEResNeXt
+from mmpretrain.models.backbones import ResNet, ResNetV1d, ResNeXt, SEResNet, SEResNeXt
 
 from divdet.models.utils.division import get_arch, scale_dropout
 from divdet.models.utils.fusion import FusedMembers, split_members
@@ -29,6 +29,7 @@ from .resnet_members import PreActWideResNet, ResNetCIFAR, ResNeXtCIFAR, WideRes
 
 #: Member classes an :class:`~divdet.models.utils.division.Arch` may name.
 MEMBER_CLASSES = {
+    'ResNet': ResNet,
     'ResNetV1d': ResNetV1d,
     'SEResNet': SEResNet,
     'ResNeXt': ResNeXt,

@@ -99,6 +99,12 @@ def _resnet_d(depth: int) -> Arch:
                  for s, w in RESNET_IMAGENET_WIDTH.items()})
 
 
+def _resnet(depth: int) -> Arch:
+    return Arch('ResNet', dict(depth=depth),
+                {s: dict(stem_channels=w, base_channels=w)
+                 for s, w in RESNET_IMAGENET_WIDTH.items()})
+
+
 def _se_resnet_d(depth: int) -> Arch:
     return Arch('SEResNet', dict(depth=depth, deep_stem=True, avg_down=True),
                 {s: dict(stem_channels=2 * w, base_channels=w)
@@ -141,6 +147,9 @@ ARCHS: Mapping[str, Arch] = {
     'resnet50-d': _resnet_d(50),
     'resnet101-d': _resnet_d(101),
     'resnet152-d': _resnet_d(152),
+    # ImageNet, torchvision's ResNet-50 (7x7 stem, stride in the 3x3 conv): the
+    # layout of torchvision's weights (tools/model_converters/torchvision2divdet.py).
+    'resnet50': _resnet(50),
     'wide-resnet50-2': _wide_resnet_d(2),
     'wide-resnet50-3': _wide_resnet_d(3),
     'resnext50-32x4d': _resnext_d('ResNeXt', 50, 32, 4),

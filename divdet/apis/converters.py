@@ -1,0 +1,172 @@
+"""Weights from elsewhere into divdet models.
+
+Two sources:
+
+* The reference implementation's released classification checkpoints
+  (``SplitNet``): ``state_dict`` keys ``[module.]models.<i>.<name>``, one
+  torchvision-style ResNet per member, with ``layer0`` the stem
+  (ImageNet: conv-bn-relu x 3 then max-pool, indices 0/1, 3/4, 6/7; CIFAR:
+  conv-bn at 0/1), ``layer1..4`` the stages and ``fc`` the classifier.
+* A torchvision ResNet-50 state dict (``conv1``, ``bn1``, ``layer1..4``,
+  ``fc``): one undivided member of divdet's ``resnet50`` arch.
+
+The converted keys are checked against the model a config builds: every
+backbone tensor must be present with the model's shape, and nothing may be
+left over, so a converted checkpoint either loads completely or the converter
+says which tensors do not fit.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import re
+from typing import Callable, Mapping
+
+import torch
+
+from divdet.utils.errors import CheckpointMismatchError, MissingFileError
+
+#: Reference ImageNet deep stem (layer0) index -> divdet (mmpretrain ResNetV1d) module.
+DEEP_STEM = {'0': 'stem.0.conv', '1': 'stem.0.bn', '3': 'stem.1.conv', '4': 'stem.1.bn',
+             '6': 'stem.2.conv', '7': 'stem.2.bn'}
+#: Reference CIFAR stem (layer0) index -> divdet (mmpretrain ResNet_CIFAR) module.
+CIFAR_STEM = {'0': 'conv1', '1': 'bn1'}
+REFERENCE_KEY = re.compile(r'^(?:module\.)?models\.(\d+)\.(.+)$')
+
+
+def _first(items, n: int = 3) -> str:
+    items = list(items)
+    more = f' (and {len(items) - n} more)' if len(items) > n else ''
+    return ', '.join(str(i) for i in items[:n]) + more
+
+
+def unwrap_state_dict(checkpoint: Mapping) -> dict:
+    """The tensors of a checkpoint saved as a state dict or as ``{'state_dict': ...}``."""
+    for key in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(key), Mapping):
+            return dict(checkpoint[key])
+    return dict(checkpoint)
+
+
+def reference_to_divdet(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a reference ``SplitNet`` state dict to divdet classifier keys.
+
+    ``models.<i>.layer0.*`` becomes ``backbone.members.<i>.stem.*`` (ImageNet)
+    or ``backbone.members.<i>.conv1/bn1`` (CIFAR), ``layer1..4`` keep their
+    names under ``backbone.members.<i>.``, and ``fc`` goes to
+    ``head.members.<i>.fc``.
+
+    Raises:
+        CheckpointMismatchError: a key outside ``[module.]models.<i>.``.
+    """
+    deep = any(re.match(r'^(?:module\.)?models\.\d+\.layer0\.3\.', k) for k in state)
+    stem = DEEP_STEM if deep else CIFAR_STEM
+    out = {}
+    for key, value in state.items():
+        match = REFERENCE_KEY.match(key)
+        if match is None:
+            raise CheckpointMismatchError(
+                f'{key!r} is not a reference SplitNet key; expected [module.]models.<i>.<name>')
+        i, name = match.groups()
+        if name.startswith('fc.'):
+            out[f'head.members.{i}.{name}'] = value
+            continue
+        if name.startswith('layer0.'):
+            index, rest = name[len('layer0.'):].split('.', 1)
+            if index not in stem:
+                raise CheckpointMismatchError(f'{key!r}: layer0.{index} is not a conv or norm of '
+                                              'the reference stem')
+            name = f'{stem[index]}.{rest}'
+        out[f'backbone.members.{i}.{name}'] = value
+    return out
+
+
+def torchvision_to_divdet(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a torchvision ResNet state dict to one divdet member (member 0).
+
+    The classifier ``fc`` goes to ``head.members.0.fc`` (kept only if the
+    target model has that head, see :func:`fit_to_model`).
+    """
+    out = {}
+    for key, value in state.items():
+        key = key[len('module.'):] if key.startswith('module.') else key
+        part = 'head' if key.startswith('fc.') else 'backbone'
+        out[f'{part}.members.0.{key}'] = value
+    return out
+
+
+def _unused_part(key: str, own: Mapping) -> bool:
+    """A classifier head or backbone stage the model does not build at all."""
+    match = re.match(r'^(head\.|backbone\.members\.\d+\.layer\d+\.)', key)
+    return match is not None and not any(k.startswith(match.group(1)) for k in own)
+
+
+def fit_to_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module,
+                 source: str, drop_unused: bool = False) -> dict[str, torch.Tensor]:
+    """Check converted tensors against ``model`` and return those it takes.
+
+    Args:
+        converted: divdet-named tensors.
+        model: the model the config builds.
+        source: what was converted, for messages (``'torchvision ResNet-50'``).
+        drop_unused: drop the tensors of parts the model does not build at all
+            (a detector has no classifier, SSD uses three backbone stages)
+            instead of refusing them.
+
+    Raises:
+        CheckpointMismatchError: a backbone tensor is missing, a tensor has
+            another shape than the model's, or a tensor has no place.
+    """
+    own = model.state_dict()
+    if drop_unused:
+        converted = {k: v for k, v in converted.items() if k in own or not _unused_part(k, own)}
+    unexpected = [k for k in converted if k not in own]
+    shapes = [f'{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in converted.items() if k in own and v.shape != own[k].shape]
+    missing = [k for k in own if k.startswith('backbone.') and k not in converted
+               and not k.endswith('num_batches_tracked')]
+    if unexpected or shapes or missing:
+        arch = getattr(getattr(model, 'backbone', None), 'arch', '?')
+        num = getattr(model, 'num_members', '?')
+        parts = [f'{len(shapes)} tensors differ in shape: {_first(shapes)}'] if shapes else []
+        if missing:
+            parts.append(f'{len(missing)} backbone tensors missing: {_first(missing)}')
+        if unexpected:
+            parts.append(f'{len(unexpected)} have no place in the model: {_first(unexpected)}')
+        raise CheckpointMismatchError(
+            f'the {source} weights do not fit the config\'s model (arch={arch!r}, '
+            f'num_members={num}): ' + '; '.join(parts))
+    return dict(converted)
+
+
+def convert_checkpoint(config: str, src: str, dst: str, rename: Callable[[dict], dict],
+                       source: str) -> dict:
+    """Rename ``src``'s tensors, fit them to ``config``'s model, write ``dst``.
+
+    The checkpoint is read with ``weights_only=True`` (divdet's safe loader)
+    and written atomically; its ``meta`` records the source, config, S, arch
+    and the source tensors the model has no part for (``unused``).
+
+    Returns:
+        The written state dict.
+    """
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner.checkpoint import save_checkpoint
+
+    from divdet.utils import load_from_local_safe
+
+    for path in (config, src):
+        if not osp.isfile(path):
+            raise MissingFileError(f'{path!r} does not exist')
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    state = unwrap_state_dict(load_from_local_safe(src))
+    renamed = rename(state)
+    fitted = fit_to_model(renamed, model, source, drop_unused=True)
+    meta = dict(converted_from=osp.abspath(src), source=source, config=config,
+                unused=sorted(set(renamed) - set(fitted)),
+                num_members=getattr(model, 'num_members', None),
+                arch=getattr(model.backbone, 'arch', None))
+    save_checkpoint(dict(state_dict=fitted, meta=meta), dst)  # atomic (divdet's local backend)
+    return fitted
