@@ -71,3 +71,26 @@ def complexity(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:
     shared = dict(params=params[None], flops=total_flops - sum(flops.values()))
     return dict(members=members, shared=shared,
                 total=dict(params=sum(params.values()), flops=total_flops))
+
+
+def default_input_shape(cfg, config_path: str) -> tuple[int, int]:
+    """The (H, W) at which divdet quotes FLOPs for a config.
+
+    300x300 for detection (SSD300), 224x224 for ImageNet classification and
+    32x32 for CIFAR configs (``cifar`` in the config's file name).
+    """
+    import os.path as osp
+    if cfg.get('default_scope', 'mmdet') == 'mmdet':
+        return (300, 300)
+    return (32, 32) if 'cifar' in osp.basename(config_path) else (224, 224)
+
+
+def config_complexity(cfg, config_path: str, shape: tuple[int, int] | None = None) -> dict:
+    """:func:`complexity` of the model a loaded config builds, at ``shape`` (H, W)
+    or :func:`default_input_shape`; the result also holds ``'shape'``."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    shape = tuple(shape or default_input_shape(cfg, config_path))
+    result = complexity(MODELS.build(cfg.model), (3, *shape))
+    result['shape'] = shape
+    return result

@@ -8,6 +8,8 @@ import os.path as osp
 import subprocess
 import sys
 
+from divdet.utils.errors import MissingFileError
+
 
 def run_tool(root: str, *cmd: str) -> None:
     """Run ``python CMD`` in ``root`` as a user would; exit with a message if it fails."""
@@ -21,7 +23,8 @@ def latest_metrics(work_dir: str) -> dict:
     """The metrics that ``tools/test.py``'s logger wrote last under ``work_dir``."""
     files = sorted(glob.glob(osp.join(work_dir, '*', '*.json')), key=osp.getmtime)
     if not files:
-        sys.exit(f'demo: no metrics file under {work_dir}/*/')
+        raise MissingFileError(f'no metrics file under {work_dir}/*/ (tools/test.py writes '
+                               'WORK_DIR/TIMESTAMP/TIMESTAMP.json)')
     with open(files[-1]) as f:
         return json.loads(f.read().strip().splitlines()[-1])
 

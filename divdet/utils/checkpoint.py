@@ -135,14 +135,15 @@ class AtomicLocalBackend(LocalBackend):
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
         """Write ``obj`` to ``filepath`` atomically."""
-        _atomic_write(obj, filepath)
+        atomic_write(obj, filepath)
 
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
         """Write the text ``obj`` to ``filepath`` atomically."""
-        _atomic_write(obj.encode(encoding), filepath)
+        atomic_write(obj.encode(encoding), filepath)
 
 
-def _atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
+def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
+    """Write ``data`` to ``filepath``: temporary file, fsync, then rename."""
     folder = osp.dirname(osp.abspath(filepath))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', suffix='.part',

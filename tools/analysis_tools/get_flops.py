@@ -15,9 +15,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
 
-from divdet.apis.complexity import complexity  # noqa: E402
+from divdet.apis.complexity import config_complexity  # noqa: E402
 from divdet.apis.runner import load_config  # noqa: E402
 
 
@@ -29,16 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config, argparse.Namespace(cfg_options=args.cfg_options,
                                                       launcher='none', work_dir=None))
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-        default = (300, 300)
-    else:
-        from mmpretrain.registry import MODELS
-        default = (32, 32) if 'cifar' in osp.basename(args.config) else (224, 224)
-    shape = tuple(args.shape or default)
-    model = MODELS.build(cfg.model)
-    result = complexity(model, (3, *shape))
+    result = config_complexity(cfg, args.config, args.shape)
+    shape = result['shape']
     print(f'{args.config}  (input {shape[0]}x{shape[1]})')
     print(f"{'part':<12}{'params (M)':>12}{'GFLOPs':>10}")
     rows = [(f'member {i}', m) for i, m in enumerate(result['members'])]

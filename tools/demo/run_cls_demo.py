@@ -19,6 +19,7 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from divdet.apis import run_main  # noqa: E402
 from divdet.apis.demo import latest_metrics, member_rows, print_rows, run_tool, write_json  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/demo/resnet110-cifar_divided_1xb64-15e_digits.py'
@@ -61,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

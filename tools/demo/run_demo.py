@@ -22,6 +22,7 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from divdet.apis import run_main  # noqa: E402
 from divdet.apis.demo import latest_metrics, member_rows, print_rows, run_tool, write_json  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py'
@@ -55,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)
