@@ -172,6 +172,12 @@ def bench_wbf(args) -> None:
         def run_divdet(boxes=boxes, scores=scores, labels=labels):
             return batched_weighted_boxes_fusion(boxes, scores, labels, **kwargs)
 
+        def run_divdet_host(boxes=boxes, scores=scores, labels=labels):
+            host = batched_weighted_boxes_fusion(
+                [[b.cpu() for b in x] for x in boxes], [[b.cpu() for b in x] for x in scores],
+                [[b.cpu() for b in x] for x in labels], **kwargs)
+            return [tuple(t.to(args.device) for t in r) for r in host]
+
         ref, got = run_eb(), run_divdet()
         diff = 0.0
         for (rb, rs, rl), (gb, gs, gl) in zip(ref, got):
@@ -183,12 +189,18 @@ def bench_wbf(args) -> None:
                        np.abs(rs[rows_ref] - gs.cpu().numpy()[rows_got]).max())
             if not np.array_equal(rl[rows_ref].astype(int), gl.cpu().numpy()[rows_got]):
                 sys.exit('WBF mismatch: labels differ')
-        t_eb, t_dd = [], []
+        t_eb, t_dd, t_host = [], [], []
         for _ in range(args.repeats):
             t_eb.append(_timed(run_eb, 'cpu') / args.wbf_images)
             t_dd.append(_timed(run_divdet, args.device) / args.wbf_images)
+            if args.device != 'cpu':
+                t_host.append(_timed(run_divdet_host, args.device) / args.wbf_images)
         m_eb, m_dd = statistics.median(t_eb) * 1000, statistics.median(t_dd) * 1000
         print(f'{num_members:<10}{m_eb:>14.2f}ms{m_dd:>10.3f}ms{m_eb / m_dd:>9.1f}x{diff:>12.1e}')
+        if t_host:
+            m_host = statistics.median(t_host) * 1000
+            print(f"{'  host':<10}{'':>16}{m_host:>10.3f}ms{m_eb / m_host:>9.1f}x"
+                  f"  (divdet on the host, from and back to {args.device})")
 
 
 def main() -> None:

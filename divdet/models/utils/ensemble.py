@@ -282,8 +282,13 @@ def fuse_batch(results: Sequence[Sequence[InstanceData]], img_shapes: Sequence[S
         img_shapes: (height, width) per image, the space the boxes live in,
             used to normalise boxes for WBF.
         ensemble_cfg: ``type`` is ``'wbf'`` (default; ``iou_thr``,
-            ``skip_box_thr``, ``conf_type``, ``weights``), ``'nms'`` (NMS over
-            the union; ``iou_thr``) or ``'concat'``.
+            ``skip_box_thr``, ``conf_type``, ``weights``, ``device``), ``'nms'``
+            (NMS over the union; ``iou_thr``) or ``'concat'``. WBF's ``device``:
+            ``'same'`` runs it where the boxes are; ``'cpu'`` and ``'auto'``
+            (default) run it on the host when the boxes are on an accelerator,
+            where WBF's sequential steps cost a few kernel launches each
+            (``tools/analysis_tools/benchmark.py`` measures both); the fused
+            boxes go back to the boxes' device.
         max_per_img: at most this many boxes are kept per image, highest
             scores first.
 
@@ -297,6 +302,14 @@ def fuse_batch(results: Sequence[Sequence[InstanceData]], img_shapes: Sequence[S
     if results and len(results[0]) == 1:
         fused = [r[0] for r in results]
     elif kind == 'wbf':
+        device = results[0][0].bboxes.device
+        where = cfg.get('device', 'auto')
+        if where not in ('auto', 'same', 'cpu'):
+            raise ValueError(f"WBF device must be 'auto', 'same' or 'cpu', found {where!r}")
+        if where != 'same' and device.type != 'cpu':
+            host = fuse_batch([[m.cpu() for m in r] for r in results], img_shapes,
+                              dict(ensemble_cfg, device='same'), max_per_img)
+            return [f.to(device) for f in host]
         scales = [r[0].bboxes.new_tensor([w, h, w, h]) for r, (h, w) in
                   zip(results, ((float(s[0]), float(s[1])) for s in img_shapes))]
         merged = batched_weighted_boxes_fusion(

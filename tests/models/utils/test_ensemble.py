@@ -97,6 +97,27 @@ def test_fuse_member_results(kind):
     assert len(capped) == 1
 
 
+@pytest.mark.parametrize('device', ['auto', 'same', 'cpu'])
+def test_wbf_device_option_keeps_results_and_device(device):
+    a = _member([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.4], [0, 1])
+    b = _member([[12, 12, 52, 52]], [0.7], [0])
+    ref = fuse_member_results([a, b], (100, 200), dict(type='wbf'), 10)
+    got = fuse_member_results([a, b], (100, 200), dict(type='wbf', device=device), 10)
+    torch.testing.assert_close(got.bboxes, ref.bboxes)
+    assert got.bboxes.device == a.bboxes.device
+    if torch.cuda.is_available():
+        on_gpu = fuse_member_results([a.cuda(), b.cuda()], (100, 200),
+                                     dict(type='wbf', device=device), 10)
+        assert on_gpu.bboxes.is_cuda
+        torch.testing.assert_close(on_gpu.bboxes.cpu(), ref.bboxes, rtol=1e-5, atol=1e-4)
+
+
+def test_wbf_device_option_is_checked():
+    a = _member([[10, 10, 50, 50]], [0.9], [0])
+    with pytest.raises(ValueError, match="WBF device must be 'auto', 'same' or 'cpu'"):
+        fuse_member_results([a, a], (100, 100), dict(type='wbf', device='gpu'), 10)
+
+
 def test_single_member_passes_through():
     a = _member([[10, 10, 50, 50]], [0.9], [3])
     assert fuse_member_results([a], (100, 100), dict(type='wbf'), 100) is a
