@@ -2,7 +2,8 @@
 co-training across members, and the members' detections fused at test time."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 import torch
 from mmdet.models.utils import unpack_gt_instances
@@ -113,15 +114,49 @@ class DividedSSDHead(BaseModule):
         self._check(x)
         gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
         losses, flat_cls = {}, []
-        for i, (cls_scores, bbox_preds) in enumerate(self.forward(x)):
-            head = self.head_of(i)
-            member = head.loss_by_feat(cls_scores, bbox_preds, gt_instances, img_metas, gt_ignore)
-            suffix = f'_m{i}' if self.num_members > 1 else ''
-            losses.update({f'{k}{suffix}': v for k, v in member.items()})
-            flat_cls.append(self._flatten_cls(cls_scores, head.cls_out_channels))
+        with self._shared_targets():
+            for i, (cls_scores, bbox_preds) in enumerate(self.forward(x)):
+                head = self.head_of(i)
+                member = head.loss_by_feat(cls_scores, bbox_preds, gt_instances, img_metas,
+                                           gt_ignore)
+                suffix = f'_m{i}' if self.num_members > 1 else ''
+                losses.update({f'{k}{suffix}': v for k, v in member.items()})
+                flat_cls.append(self._flatten_cls(cls_scores, head.cls_out_channels))
         if self.loss_cot is not None:
             losses['loss_cot'] = self.loss_cot(flat_cls)
         return losses
+
+    @contextmanager
+    def _shared_targets(self) -> Iterator[None]:
+        """Assign SSD targets once per batch, for all members.
+
+        The members' heads are built from one config: same anchors, same
+        assigner, same ground truth, and SSD's targets do not depend on the
+        predictions (max-IoU assignment, pseudo sampler). So the first
+        ``get_targets`` result of a ``loss`` call is handed to the other
+        members, and mmdet's ``loss_by_feat`` runs unchanged for each. Its
+        outputs are only read (concatenated), never written in place.
+        """
+        heads = list(self.members)
+        if len(heads) < 2:
+            yield
+            return
+        cache = []
+
+        def shared(original):
+            def get_targets(*args, **kwargs):
+                if not cache:
+                    cache.append(original(*args, **kwargs))
+                return cache[0]
+            return get_targets
+
+        for head in heads:
+            head.get_targets = shared(head.get_targets)  # instance attribute, for this call
+        try:
+            yield
+        finally:
+            for head in heads:
+                del head.get_targets
 
     @staticmethod
     def _flatten_cls(cls_scores: Sequence[Tensor], num_outputs: int) -> Tensor:

@@ -57,6 +57,33 @@ def test_member_losses_are_mmdet_ssd_losses():
     torch.testing.assert_close(sum(losses['loss_bbox_m1']), sum(stock['loss_bbox']))
 
 
+@pytest.mark.parametrize('num_members', [2, 4])
+def test_targets_assigned_once_per_batch(num_members, monkeypatch):
+    from mmdet.models.dense_heads import SSDHead
+    calls = []
+    original = SSDHead.get_targets
+
+    def counting(self, *args, **kwargs):
+        calls.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SSDHead, 'get_targets', counting)
+    head = _head(num_members)
+    samples = data_samples([[[10, 10, 40, 40]], [[5, 5, 20, 30]]])
+    losses = head.loss(_feats(num_members), samples)
+    assert len(calls) == 1 and calls[0] is head.members[0]
+    assert all(torch.isfinite(_total({k: v})) for k, v in losses.items())
+    # the sharing lasts one call: nothing is left on the members
+    assert all('get_targets' not in vars(m) for m in head.members)
+    def boom(*args, **kwargs):
+        raise RuntimeError('boom')
+
+    monkeypatch.setattr(head.members[1], 'loss_by_feat', boom)
+    with pytest.raises(RuntimeError, match='boom'):  # ... also when a member's loss fails
+        head.loss(_feats(num_members), samples)
+    assert all('get_targets' not in vars(m) for m in head.members)
+
+
 def test_cotraining_zero_for_identical_members_positive_otherwise():
     head = _head()
     head.members[1].load_state_dict(head.members[0].state_dict())
