@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from divdet.models.utils.safety import describe_mismatch
 from divdet.utils.errors import CheckpointMismatchError, MissingFileError
 
 #: Reference ImageNet deep stem (layer0) index -> divdet (mmpretrain ResNetV1d) module.
@@ -119,19 +120,12 @@ def fit_to_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module,
     own = model.state_dict()
     if drop_unused:
         converted = {k: v for k, v in converted.items() if k in own or not _unused_part(k, own)}
-    unexpected = [k for k in converted if k not in own]
-    shapes = [f'{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-              for k, v in converted.items() if k in own and v.shape != own[k].shape]
-    missing = [k for k in own if k.startswith('backbone.') and k not in converted
-               and not k.endswith('num_batches_tracked')]
-    if unexpected or shapes or missing:
+    required = [k for k in own if k.startswith('backbone.')
+                and not k.endswith('num_batches_tracked')]
+    parts = describe_mismatch(converted, own, required)
+    if parts:
         arch = getattr(getattr(model, 'backbone', None), 'arch', '?')
         num = getattr(model, 'num_members', '?')
-        parts = [f'{len(shapes)} tensors differ in shape: {_first(shapes)}'] if shapes else []
-        if missing:
-            parts.append(f'{len(missing)} backbone tensors missing: {_first(missing)}')
-        if unexpected:
-            parts.append(f'{len(unexpected)} have no place in the model: {_first(unexpected)}')
         raise CheckpointMismatchError(
             f'the {source} weights do not fit the config\'s model (arch={arch!r}, '
             f'num_members={num}): ' + '; '.join(parts))
@@ -170,3 +164,15 @@ def convert_checkpoint(config: str, src: str, dst: str, rename: Callable[[dict],
                 arch=getattr(model.backbone, 'arch', None))
     save_checkpoint(dict(state_dict=fitted, meta=meta), dst)  # atomic (divdet's local backend)
     return fitted
+
+
+def converter_main(rename: Callable[[dict], dict], source: str) -> None:
+    """The command line of ``tools/model_converters/*2divdet.py``: CONFIG SRC DST."""
+    import argparse
+    parser = argparse.ArgumentParser(description=f'{source} checkpoint -> divdet')
+    parser.add_argument('config', help='the divdet config whose model receives the weights')
+    parser.add_argument('src', help='the source checkpoint (.pth)')
+    parser.add_argument('dst', help='where to write the divdet checkpoint (.pth)')
+    args = parser.parse_args()
+    fitted = convert_checkpoint(args.config, args.src, args.dst, rename, source)
+    print(f'{len(fitted)} tensors from {args.src} ({source}) written to {args.dst}')

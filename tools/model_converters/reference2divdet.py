@@ -10,22 +10,8 @@ member ``i`` of the backbone and head; every tensor is checked against the
 model's. Use DST as ``load_from``, or for a detector's backbone as
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
 """
-import argparse
-
 from divdet.apis import run_main
-from divdet.apis.converters import convert_checkpoint, reference_to_divdet
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description='reference SplitNet checkpoint -> divdet')
-    parser.add_argument('config', help='the divdet config whose model receives the weights')
-    parser.add_argument('src', help='the source checkpoint (.pth)')
-    parser.add_argument('dst', help='where to write the divdet checkpoint (.pth)')
-    args = parser.parse_args()
-    fitted = convert_checkpoint(args.config, args.src, args.dst, reference_to_divdet,
-                                'reference SplitNet')
-    print(f'{len(fitted)} tensors from {args.src} (reference SplitNet) written to {args.dst}')
-
+from divdet.apis.converters import converter_main, reference_to_divdet
 
 if __name__ == '__main__':
-    run_main(main)
+    run_main(lambda: converter_main(reference_to_divdet, 'reference SplitNet'))

@@ -10,22 +10,8 @@ is kept for a 1000-class classifier and dropped for a detector. Use DST as
 ``load_from`` or as the backbone's
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
 """
-import argparse
-
 from divdet.apis import run_main
-from divdet.apis.converters import convert_checkpoint, torchvision_to_divdet
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description='torchvision ResNet-50 state dict -> divdet')
-    parser.add_argument('config', help='the divdet config whose model receives the weights')
-    parser.add_argument('src', help='the source checkpoint (.pth)')
-    parser.add_argument('dst', help='where to write the divdet checkpoint (.pth)')
-    args = parser.parse_args()
-    fitted = convert_checkpoint(args.config, args.src, args.dst, torchvision_to_divdet,
-                                'torchvision ResNet-50')
-    print(f'{len(fitted)} tensors from {args.src} (torchvision ResNet-50) written to {args.dst}')
-
+from divdet.apis.converters import converter_main, torchvision_to_divdet
 
 if __name__ == '__main__':
-    run_main(main)
+    run_main(lambda: converter_main(torchvision_to_divdet, 'torchvision ResNet-50'))

@@ -8,6 +8,7 @@ base class.
 from __future__ import annotations
 
 import re
+from typing import Iterable, Mapping
 
 import torch
 from mmengine.logging import MessageHub
@@ -70,22 +71,36 @@ def check_member_state_dict(model: torch.nn.Module, state_dict: dict, prefix: st
             f'the checkpoint has {len(members)} members (backbone.members.{members[0]}..'
             f'{members[-1]}), the config builds num_members={model.num_members}')
     own = {k: v for k, v in model.state_dict().items() if k.startswith('backbone.')}
-    problems = [f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
-                for k, v in backbone.items() if k in own and v.shape != own[k].shape]
-    missing = [k for k in own if k not in backbone]
-    unexpected = [k for k in backbone if k not in own]
-    if problems or missing or unexpected:
+    details = describe_mismatch(backbone, own, required=own)
+    if details:
         arch = getattr(model.backbone, 'arch', '?')
-        details = []
-        if problems:
-            details.append(f'{len(problems)} tensors differ in shape: {_first(problems)}')
-        if missing:
-            details.append(f'{len(missing)} missing: {_first(missing)}')
-        if unexpected:
-            details.append(f'{len(unexpected)} unexpected: {_first(unexpected)}')
         raise CheckpointMismatchError(
             f'the checkpoint\'s backbone does not match the config\'s (arch={arch!r}, '
             f'num_members={model.num_members}): ' + '; '.join(details))
+
+
+def describe_mismatch(given: Mapping, own: Mapping, required: Iterable[str]) -> list[str]:
+    """What keeps the ``given`` tensors from loading into a model with ``own``.
+
+    Args:
+        given: name -> tensor to load.
+        own: the model's name -> tensor.
+        required: names that ``given`` must hold.
+
+    Returns:
+        Message parts (tensors of another shape, missing, unexpected); empty
+        if everything fits.
+    """
+    shapes = [f'{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in given.items() if k in own and v.shape != own[k].shape]
+    missing = [k for k in required if k not in given]
+    unexpected = [k for k in given if k not in own]
+    parts = []
+    for what, items in (('differ in shape', shapes), ('missing', missing),
+                        ('unexpected', unexpected)):
+        if items:
+            parts.append(f'{len(items)} {what}: {_first(items)}')
+    return parts
 
 
 class DividedModelChecks:
