@@ -34,12 +34,6 @@ CIFAR_STEM = {'0': 'conv1', '1': 'bn1'}
 REFERENCE_KEY = re.compile(r'^(?:module\.)?models\.(\d+)\.(.+)$')
 
 
-def _first(items, n: int = 3) -> str:
-    items = list(items)
-    more = f' (and {len(items) - n} more)' if len(items) > n else ''
-    return ', '.join(str(i) for i in items[:n]) + more
-
-
 def unwrap_state_dict(checkpoint: Mapping) -> dict:
     """The tensors of a checkpoint saved as a state dict or as ``{'state_dict': ...}``."""
     for key in ('state_dict', 'model'):

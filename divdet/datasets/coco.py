@@ -44,18 +44,13 @@ from mmdet.datasets.api_wrappers import COCO
 from mmengine.logging import print_log
 
 from divdet.registry import register_dataset
-from divdet.utils.errors import AnnotationError, DivdetError, ImageError
+from divdet.utils.errors import AnnotationError, DivdetError, ImageError, first_items
 
 REQUIRED_SECTIONS = {'images': list, 'annotations': list, 'categories': list}
 REQUIRED_IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
 REQUIRED_ANN_KEYS = ('id', 'image_id', 'category_id', 'bbox')
 DEGENERATE = 'degenerate boxes (width or height < 1, or area <= 0)'
 OUTSIDE = 'boxes entirely outside their image'
-
-
-def _first(items: list, n: int = 3) -> str:
-    more = f' (and {len(items) - n} more)' if len(items) > n else ''
-    return ', '.join(str(i) for i in items[:n]) + more
 
 
 class CheckedCOCO(COCO):
@@ -115,9 +110,9 @@ class CheckedCOCO(COCO):
         if missing:
             missing, known = [repr(m) for m in missing], [repr(k) for k in known]
             raise AnnotationError(
-                f'{self.annotation_file}: the config\'s classes {_first(missing)} are not among '
-                f'the file\'s category names {_first(known, 10)}; set metainfo.classes to names '
-                'from the file')
+                f'{self.annotation_file}: the config\'s classes {first_items(missing)} are not '
+                f'among the file\'s category names {first_items(known, 10)}; set '
+                'metainfo.classes to names from the file')
         return super().get_cat_ids(cat_names, sup_names, cat_ids)
 
 
@@ -150,7 +145,7 @@ class CheckedCocoDataset(CocoDataset):
         for reason, ann_ids in self._skipped.items():
             if ann_ids:
                 print_log(f'{self.ann_file}: skipped {len(ann_ids)} {reason} '
-                          f'(annotation ids {_first(ann_ids)})', logger='current',
+                          f'(annotation ids {first_items(ann_ids)})', logger='current',
                           level=logging.WARNING)
         if self.check_images:
             self._check_image_files(data_list)
@@ -161,7 +156,7 @@ class CheckedCocoDataset(CocoDataset):
         if missing:
             raise ImageError(
                 f'{self.ann_file}: {len(missing)} of {len(data_list)} listed images are missing '
-                f'on disk: {_first(missing)}; check data_root and data_prefix '
+                f'on disk: {first_items(missing)}; check data_root and data_prefix '
                 f'(data_prefix={self.data_prefix!r})')
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
@@ -175,7 +170,7 @@ class CheckedCocoDataset(CocoDataset):
             if ann['category_id'] not in self._file_cat_ids:
                 raise AnnotationError(f"{where} has category_id {ann['category_id']!r}, which is "
                                       f'not among the file\'s categories '
-                                      f'{_first(sorted(self._file_cat_ids), 10)}')
+                                      f'{first_items(sorted(self._file_cat_ids), 10)}')
             bbox = ann['bbox']
             if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
                     or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):

@@ -36,6 +36,13 @@ class NonFiniteLossError(DivdetError, FloatingPointError):
     """A training loss became NaN or infinite; no update was applied."""
 
 
+def first_items(items, n: int = 3, sep: str = ', ') -> str:
+    """The first ``n`` of ``items`` for a message, with how many more there are."""
+    items = list(items)
+    more = f' (and {len(items) - n} more)' if len(items) > n else ''
+    return sep.join(str(i) for i in items[:n]) + more
+
+
 def brief(error: BaseException) -> str:
     """The one-line message of ``error``, without a DataLoader worker's traceback.
 

@@ -49,7 +49,7 @@ def _script(script, *args):
 
 
 def _cls_config(tmp_path, batch_size):
-    data = make_digits_dataset(tmp_path / 'digits', size=16)
+    """A deterministic digits config; the data are made once by the test."""
     pipeline = [dict(type='LoadImageFromFile'), dict(type='MemberViews', transforms=[]),
                 dict(type='PackInputs')]
     root = str(tmp_path / 'digits')
@@ -65,7 +65,6 @@ train_cfg = dict(max_epochs=2, val_interval=2)
 custom_hooks = [dict(type='CoTrainingHook', warmup=1), dict(type='RecordLossHook')]
 default_hooks = dict(checkpoint=dict(interval=2))
 """
-    assert data
     path = tmp_path / f'cls_b{batch_size}.py'
     path.write_text(text)
     return path
@@ -80,6 +79,7 @@ def _metrics(work):
 
 def test_two_gloo_processes_match_one(tool, tmp_path):
     one, two = tmp_path / 'one', tmp_path / 'two'
+    make_digits_dataset(tmp_path / 'digits', size=16)
     tool('tools/train.py', str(_cls_config(tmp_path, GLOBAL_BATCH)), '--work-dir', str(one))
     proc = _script('dist_train.sh', str(_cls_config(tmp_path, GLOBAL_BATCH // 2)), '2',
                    '--work-dir', str(two))

@@ -13,15 +13,10 @@ from typing import Iterable, Mapping
 import torch
 from mmengine.logging import MessageHub
 
-from divdet.utils.errors import CheckpointMismatchError, NonFiniteLossError
+from divdet.utils.errors import CheckpointMismatchError, NonFiniteLossError, first_items
 
 #: A backbone tensor of member ``i``: ``backbone.members.<i>.<name>``.
 MEMBER_KEY = re.compile(r'^backbone\.members\.(\d+)\.')
-
-
-def _first(items: list, n: int = 3) -> str:
-    more = f' (and {len(items) - n} more)' if len(items) > n else ''
-    return '; '.join(str(i) for i in items[:n]) + more
 
 
 def check_finite_loss(loss: torch.Tensor, log_vars: dict) -> None:
@@ -99,7 +94,7 @@ def describe_mismatch(given: Mapping, own: Mapping, required: Iterable[str]) -> 
     for what, items in (('differ in shape', shapes), ('missing', missing),
                         ('unexpected', unexpected)):
         if items:
-            parts.append(f'{len(items)} {what}: {_first(items)}')
+            parts.append(f'{len(items)} {what}: {first_items(items, sep="; ")}')
     return parts
 
 
