@@ -8,8 +8,10 @@ Everything is measured in one run, variants interleaved round-robin so that
 machine noise hits them alike; medians and ratios to S=1 are printed:
 
 - inference latency (network forward and the head's decoding, NMS and fusion,
-  ``model.predict``) at each batch size, for S=1, for S=2 run member by member
-  and for S=2 fused (``fused_members=True``: members as grouped convolutions);
+  ``model.predict``) at each batch size, for S=1 and for S=2 with each
+  ``member_execution``: ``seq`` (one member after another), ``threads`` (members
+  concurrently, one thread each; what ``'auto'`` picks on the CPU) and
+  ``grouped`` (members as one grouped-convolution network);
 - one training step (forward, loss, backward, SGD step) at ``--train-batch``;
 - with ``--channels-last`` every variant uses channels-last memory format; with
   ``--amp`` inference runs under fp16 autocast and training with AmpOptimWrapper;
@@ -57,11 +59,11 @@ def _samples(batch: int, size: int, num_classes: int, device: str):
     return out
 
 
-def _build(cfg: Config, num_members: int, fused: bool, channels_last: bool, device: str):
+def _build(cfg: Config, num_members: int, execution: str, channels_last: bool, device: str):
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
     model_cfg.num_members = num_members
-    model_cfg.fused_members = fused
+    model_cfg.member_execution = execution
     model_cfg.channels_last = channels_last
     model = MODELS.build(model_cfg)
     model.init_weights()
@@ -81,9 +83,11 @@ def _timed(fn, device: str) -> float:
 def bench_models(cfg: Config, args) -> None:
     size = cfg.get('input_size', 300)
     num_classes = cfg.model.bbox_head.head.num_classes
-    variants = {'S=1': (1, False), 'S=2': (2, False), 'S=2 fused': (2, True)}
-    models = {name: _build(cfg, s, fused, args.channels_last, args.device)
-              for name, (s, fused) in variants.items()}
+    variants = {'S=1': (1, 'sequential'), 'S=2 seq': (2, 'sequential'),
+                'S=2 threads': (2, 'threads'), 'S=2 grouped': (2, 'grouped')}
+    variants = {k: v for k, v in variants.items() if k == 'S=1' or k[4:] in args.executions}
+    models = {name: _build(cfg, s, execution, args.channels_last, args.device)
+              for name, (s, execution) in variants.items()}
     inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
               for b in args.batch_sizes + [args.train_batch]}
     samples = {b: _samples(b, size, num_classes, args.device) for b in inputs}
@@ -91,7 +95,7 @@ def bench_models(cfg: Config, args) -> None:
     for m in models.values():
         m.eval()
     def infer(m, x, d):
-        return m._forward(x) if args.forward_only else m.predict(x, d)
+        return m(x, mode='tensor') if args.forward_only else m(x, d, mode='predict')
 
     autocast = torch.autocast(args.device.split(':')[0], dtype=torch.float16, enabled=args.amp)
     with torch.inference_mode(), autocast:
@@ -128,12 +132,12 @@ def bench_models(cfg: Config, args) -> None:
     layout += ', AMP fp16' if args.amp else ''
     print(f'\n{args.config} at {size}x{size} on {args.device} ({layout}), '
           f'{torch.get_num_threads()} threads, median of {args.repeats}')
-    print(f"{'what':<26}" + ''.join(f'{n:>12}' for n in models) +
-          ''.join(f'{n + " / S=1":>18}' for n in list(models)[1:]))
+    print(f"{'what':<26}" + ''.join(f'{n:>14}' for n in models) +
+          ''.join(f'{n[4:] + " / S=1":>16}' for n in list(models)[1:]))
     for what, times in results.items():
         med = {n: statistics.median(t) * 1000 for n, t in times.items()}
-        print(f'{what:<26}' + ''.join(f'{med[n]:>10.1f}ms' for n in models) +
-              ''.join(f"{med[n] / med['S=1']:>17.2f}x" for n in list(models)[1:]))
+        print(f'{what:<26}' + ''.join(f'{med[n]:>12.1f}ms' for n in models) +
+              ''.join(f"{med[n] / med['S=1']:>15.2f}x" for n in list(models)[1:]))
 
 
 def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):
@@ -211,6 +215,9 @@ def main() -> None:
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--wbf-images', type=int, default=32)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--executions', nargs='+', default=['seq', 'threads', 'grouped'],
+                        choices=['seq', 'threads', 'grouped'],
+                        help='S=2 variants to measure next to S=1')
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
     parser.add_argument('--skip-wbf', action='store_true', help='only benchmark the models')
     parser.add_argument('--channels-last', action='store_true',

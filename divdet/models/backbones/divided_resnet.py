@@ -23,6 +23,7 @@ from mmpretrain.models.backbones import ResNet, ResNetV1d, ResNeXt, SEResNet, SE
 
 from divdet.models.utils.division import get_arch, scale_dropout
 from divdet.models.utils.fusion import FusedMembers, split_members
+from divdet.models.utils.members import map_members
 from divdet.registry import register_model
 
 from .resnet_members import PreActWideResNet, ResNetCIFAR, ResNeXtCIFAR, WideResNetV1d
@@ -131,6 +132,5 @@ class DividedResNet(BaseModule):
             stacked = x.flatten(1, 2) if x.dim() == 5 else x.repeat(1, self.num_members, 1, 1)
             outs = [split_members(o, self.num_members) for o in self.fused(stacked)]
             return tuple(tuple(o[i] for o in outs) for i in range(self.num_members))
-        if x.dim() == 5:
-            return tuple(member(x[:, i]) for i, member in enumerate(self.members))
-        return tuple(member(x) for member in self.members)
+        views = x.unbind(1) if x.dim() == 5 else [x] * self.num_members
+        return tuple(map_members(lambda member, view: member(view), self.members, views))

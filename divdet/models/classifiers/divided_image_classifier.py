@@ -6,13 +6,13 @@ from typing import Optional
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.models.classifiers import ImageClassifier
 
-from divdet.models.utils.members import with_members
+from divdet.models.utils.members import MemberExecution, resolve_execution, with_members
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 
 
 @register_model
-class DividedImageClassifier(DividedModelChecks, ImageClassifier):
+class DividedImageClassifier(MemberExecution, DividedModelChecks, ImageClassifier):
     """An mmpretrain ``ImageClassifier`` with a divided backbone, neck and head.
 
     ``num_members`` (S) is written once, here, and passed to the divided
@@ -30,14 +30,18 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         num_members: the split factor S.
         backbone, neck, head: divided component configs.
         train_cfg: as in mmpretrain (``augments`` for Mixup/CutMix).
+        member_execution: ``'auto'`` (default: members concurrently in threads
+            for inputs on the CPU), ``'threads'`` or ``'sequential'``; see
+            :class:`~divdet.models.utils.members.MemberExecution`.
         data_preprocessor, init_cfg: as in mmpretrain.
     """
 
     def __init__(self, num_members: int, backbone: dict, head: dict, neck: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 member_execution: str = 'auto', init_cfg: Optional[dict] = None) -> None:
         if not isinstance(num_members, int) or num_members < 1:
             raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
+        resolve_execution(member_execution, grouped_ok=False)
         backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
         if neck is not None:
             neck = ROOT_MODELS.build(with_members(neck, num_members, 'neck', 'classifier'))
@@ -48,3 +52,4 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.num_members = num_members
+        self.member_execution = member_execution

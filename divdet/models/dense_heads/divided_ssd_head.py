@@ -2,6 +2,7 @@
 co-training across members, and the members' detections fused at test time."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from divdet.models.utils.ensemble import fuse_batch
 from divdet.models.utils.fusion import FusedMembers, split_members, stack_members
+from divdet.models.utils.members import map_members
 from divdet.registry import register_model
 
 #: The reference's fusion (REFERENCE.md, "Detection in the reference").
@@ -102,7 +104,7 @@ class DividedSSDHead(BaseModule):
         """Run each member's head on its features (see the class contract)."""
         self._check(x)
         if self.fused is None:
-            return tuple(self.head_of(i)(feats) for i, feats in enumerate(x))
+            return tuple(map_members(lambda i, feats: self.head_of(i)(feats), range(len(x)), x))
         cls_scores, bbox_preds = self.fused(tuple(stack_members(level) for level in zip(*x)))
         cls_scores = [split_members(c, self.num_members) for c in cls_scores]
         bbox_preds = [split_members(b, self.num_members) for b in bbox_preds]
@@ -114,14 +116,18 @@ class DividedSSDHead(BaseModule):
         self._check(x)
         gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
         losses, flat_cls = {}, []
+
+        def member_loss(i, outs):
+            head = self.head_of(i)
+            return (head.loss_by_feat(*outs, gt_instances, img_metas, gt_ignore),
+                    self._flatten_cls(outs[0], head.cls_out_channels))
+
         with self._shared_targets():
-            for i, (cls_scores, bbox_preds) in enumerate(self.forward(x)):
-                head = self.head_of(i)
-                member = head.loss_by_feat(cls_scores, bbox_preds, gt_instances, img_metas,
-                                           gt_ignore)
-                suffix = f'_m{i}' if self.num_members > 1 else ''
-                losses.update({f'{k}{suffix}': v for k, v in member.items()})
-                flat_cls.append(self._flatten_cls(cls_scores, head.cls_out_channels))
+            results = map_members(member_loss, range(self.num_members), self.forward(x))
+        for i, (member, flat) in enumerate(results):
+            suffix = f'_m{i}' if self.num_members > 1 else ''
+            losses.update({f'{k}{suffix}': v for k, v in member.items()})
+            flat_cls.append(flat)
         if self.loss_cot is not None:
             losses['loss_cot'] = self.loss_cot(flat_cls)
         return losses
@@ -141,12 +147,13 @@ class DividedSSDHead(BaseModule):
         if len(heads) < 2:
             yield
             return
-        cache = []
+        cache, lock = [], threading.Lock()  # members may run in threads
 
         def shared(original):
             def get_targets(*args, **kwargs):
-                if not cache:
-                    cache.append(original(*args, **kwargs))
+                with lock:
+                    if not cache:
+                        cache.append(original(*args, **kwargs))
                 return cache[0]
             return get_targets
 
@@ -178,11 +185,10 @@ class DividedSSDHead(BaseModule):
         """
         self._check(x)
         img_metas = [s.metainfo for s in batch_data_samples]
-        members = []
-        for i, (cls_scores, bbox_preds) in enumerate(self.forward(x)):
-            head = self.head_of(i)
-            members.append(head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=img_metas,
-                                                rescale=rescale))
+        members = map_members(
+            lambda i, outs: self.head_of(i).predict_by_feat(*outs, batch_img_metas=img_metas,
+                                                            rescale=rescale),
+            range(self.num_members), self.forward(x))
         if self.num_members == 1:
             return members[0], members
         cfg = self.test_cfg or {}

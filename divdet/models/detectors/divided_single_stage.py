@@ -10,13 +10,13 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
-from divdet.models.utils.members import with_members
+from divdet.models.utils.members import MemberExecution, resolve_execution, with_members
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 
 
 @register_model
-class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
+class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStageDetector):
     """A stock mmdet single-stage detector whose backbone, neck and head are divided.
 
     ``num_members`` (the split factor S) is written once, here; it is passed to
@@ -36,10 +36,15 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
 
     Args:
         num_members: the split factor S.
-        fused_members: run the members of backbone, neck and head as grouped
-            networks (:mod:`divdet.models.utils.fusion`) instead of one after
-            another; same outputs and checkpoints. Off by default: on the
-            2-core CPU it measured slower (``tools/analysis_tools/benchmark.py``).
+        member_execution: how the S members of backbone, neck and head run;
+            same outputs and checkpoints in every case (tested):
+            ``'sequential'`` one after another; ``'threads'`` concurrently, one
+            thread per member (:func:`~divdet.models.utils.members.map_members`);
+            ``'grouped'`` as one grouped-convolution network
+            (:mod:`divdet.models.utils.fusion`); ``'auto'`` (default) threads
+            for inputs on the CPU, where they measured fastest, else
+            sequential (see :class:`~divdet.models.utils.members.MemberExecution`
+            and ``tools/analysis_tools/benchmark.py``).
         channels_last: keep weights and activations in channels-last memory
             format (faster convolutions on CPU; same results and checkpoints).
         backbone: a divided backbone config (e.g. ``DividedResNet``).
@@ -49,7 +54,7 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
     """
 
     def __init__(self, num_members: int, backbone: dict, bbox_head: dict,
-                 neck: Optional[dict] = None, fused_members: bool = False,
+                 neck: Optional[dict] = None, member_execution: str = 'auto',
                  channels_last: bool = False,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
@@ -57,7 +62,8 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         if not isinstance(num_members, int) or num_members < 1:
             raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
         self.num_members = num_members
-        self.fused_members = fused_members
+        self.member_execution = resolve_execution(member_execution)
+        fused_members = member_execution == 'grouped'
         self.backbone = MODELS.build(
             with_members(backbone, num_members, 'backbone', 'detector', fused=fused_members))
         channels = self.backbone.member_out_channels

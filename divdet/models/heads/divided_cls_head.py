@@ -10,6 +10,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from divdet.models.utils.members import map_members
 from divdet.registry import register_model
 
 ENSEMBLE_MODES = ('logits', 'softmax', 'max')
@@ -78,7 +79,7 @@ class DividedClsHead(BaseModule):
         """Each member's logits, (N, num_classes)."""
         if len(feats) != self.num_members:
             raise ValueError(f'expected features of {self.num_members} members, found {len(feats)}')
-        return [head(f) for head, f in zip(self.members, feats)]
+        return map_members(lambda head, f: head(f), self.members, feats)
 
     def forward(self, feats: Sequence) -> Tensor:
         """Ensemble class probabilities (N, num_classes)."""

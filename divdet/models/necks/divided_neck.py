@@ -7,6 +7,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import MODELS as ROOT_MODELS
 from torch import Tensor
 
+from divdet.models.utils.members import map_members
 from divdet.registry import register_model
 
 
@@ -34,4 +35,4 @@ class DividedNeck(BaseModule):
         """Apply member i's neck to member i's features."""
         if len(x) != self.num_members:
             raise ValueError(f'expected features of {self.num_members} members, found {len(x)}')
-        return tuple(neck(feats) for neck, feats in zip(self.members, x))
+        return tuple(map_members(lambda neck, feats: neck(feats), self.members, x))

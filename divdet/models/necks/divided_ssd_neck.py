@@ -10,6 +10,7 @@ from torch import Tensor
 
 from divdet.models.utils.division import divide_channels
 from divdet.models.utils.fusion import FusedMembers, split_members, stack_members
+from divdet.models.utils.members import map_members
 from divdet.registry import register_model
 
 
@@ -66,4 +67,4 @@ class DividedSSDNeck(BaseModule):
             outs = self.fused(tuple(stack_members(level) for level in zip(*x)))
             outs = [split_members(o, self.num_members) for o in outs]
             return tuple(tuple(o[i] for o in outs) for i in range(self.num_members))
-        return tuple(neck(feats) for neck, feats in zip(self.members, x))
+        return tuple(map_members(lambda neck, feats: neck(feats), self.members, x))

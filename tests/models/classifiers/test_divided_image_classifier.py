@@ -59,3 +59,29 @@ def test_num_members_set_once():
     cfg['head']['num_members'] = 4
     with pytest.raises(ValueError, match='set once, on the classifier'):
         MODELS.build(cfg)
+
+
+def test_members_in_threads_give_the_sequential_training_step():
+    import copy
+
+    from mmengine.optim import OptimWrapper
+    torch.manual_seed(0)
+    seq = MODELS.build(_cfg(member_execution='sequential'))
+    seq.init_weights()
+    threaded = MODELS.build(_cfg(member_execution='threads'))
+    threaded.load_state_dict(seq.state_dict())
+    batch = _batch(2)
+    losses = []
+    for model in (seq, threaded):
+        wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+        losses.append(model.train_step(copy.deepcopy(batch), wrapper))
+    for key in losses[0]:
+        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-6, atol=1e-6)
+    for (name, a), b in zip(seq.state_dict().items(), threaded.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_classifier_has_no_grouped_execution():
+    from divdet.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match="member_execution must be one of .*found 'grouped'"):
+        MODELS.build(_cfg(member_execution='grouped'))

@@ -75,7 +75,7 @@ def _detectors(**options):
 
 
 def test_detector_losses_gradients_predictions_and_checkpoints_match(tmp_path):
-    plain, fused = _detectors(fused_members=True)
+    plain, fused = _detectors(member_execution='grouped')
     path = tmp_path / 'plain.pth'
     torch.save(plain.state_dict(), path)  # a member-by-member checkpoint loads into fused
     fused.load_state_dict(torch.load(path))
