@@ -3,10 +3,11 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 ROOT = Path(__file__).parent
-VERSION = re.search(r"__version__ = '([^']+)'", (ROOT / 'divdet' / 'version.py').read_text()).group(1)
+VERSION = re.search(r"__version__ = '([^']+)'",
+                    (ROOT / 'divdet' / 'version.py').read_text()).group(1)
 
 setup(
     name='divdet',
@@ -16,6 +17,11 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
+    # WBF's sequential clustering on the host (plain C, called through ctypes;
+    # divdet falls back to its torch loop where it is not built). No FMA
+    # contraction, so that it stays bitwise equal to the torch loop.
+    ext_modules=[Extension('divdet._wbf', ['divdet/csrc/wbf.c'],
+                           extra_compile_args=['-O2', '-ffp-contract=off'], optional=True)],
     # Honest ranges: what divdet is written against. requirements/*.txt pin the
     # verified environment, and tools/setup_env.sh builds mmcv with its ops.
     install_requires=[

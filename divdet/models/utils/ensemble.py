@@ -9,8 +9,14 @@ tensors' own device and returns integer labels; bad input raises ``ValueError``
 instead of calling ``exit()``.
 
 Clustering is sequential by nature (a box joins the cluster whose *current* fused
-box overlaps it most), so the port steps through the boxes in score order but
-processes every label at once.
+box overlaps it most). Everything around it (filtering, grouping by image and
+label, ordering, the clusters' scores) is batched torch code. The loop itself runs
+in C for tensors on the CPU (``divdet/csrc/wbf.c``, built by ``setup.py`` and
+called through ctypes: a torch op costs microseconds, and a large label group
+needs hundreds of dependent steps), and otherwise in torch, one step per box of
+the largest group with every (image, label) group processed at once. Both loops do
+the same float64 operations in the same order and give bitwise equal results
+(tested); ``DIVDET_WBF_KERNEL=torch`` forces the torch loop.
 
 Ties: boxes of equal weighted score are visited in reverse input order, which is
 what numpy's ``argsort()[::-1]`` does for up to 16 boxes of a label; for more tied
@@ -18,6 +24,9 @@ boxes numpy's unstable sort may visit them in another order.
 """
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
 from typing import Optional, Sequence
 
 import torch
@@ -26,17 +35,6 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 CONF_TYPES = ('avg', 'max', 'box_and_model_avg', 'absent_model_aware_avg')
-
-
-def _pairwise_iou(clusters: Tensor, box: Tensor) -> Tensor:
-    """IoU of (G, K, 4) cluster boxes with one (G, 4) box per group -> (G, K)."""
-    box = box[:, None]
-    lt = torch.maximum(clusters[..., :2], box[..., :2])
-    rb = torch.minimum(clusters[..., 2:], box[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_c = (clusters[..., 2] - clusters[..., 0]) * (clusters[..., 3] - clusters[..., 1])
-    area_b = (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
-    return inter / (area_c + area_b - inter)
 
 
 def weighted_boxes_fusion(boxes_list: Sequence[Tensor], scores_list: Sequence[Tensor],
@@ -169,50 +167,32 @@ def batched_weighted_boxes_fusion(
     slot[proc[order], pos] = order
     active = torch.bincount(sizes, minlength=steps + 1).flip(0).cumsum(0).flip(0).tolist()
 
-    # -- greedy clustering, every group in parallel ----------------------------------
-    fused = torch.zeros((num_groups * steps, 4), dtype=dtype, device=device)
-    wsum_xy = torch.zeros_like(fused)
-    conf_sum = torch.zeros(num_groups * steps, dtype=dtype, device=device)
-    conf_max = torch.zeros_like(conf_sum)
-    weight_sum = torch.zeros_like(conf_sum)
-    count = torch.zeros_like(conf_sum)
-    members = torch.zeros(num_groups * steps * num_models, dtype=torch.bool, device=device)
-    num_clusters = torch.zeros(num_groups, dtype=torch.long, device=device)
-    cluster_ids = torch.arange(steps, device=device)
-    rows = torch.arange(num_groups, device=device)
-    minus_one = torch.tensor(-1.0, dtype=dtype, device=device)
-    for j in range(steps):
-        a = active[j + 1] if j else num_groups  # groups with a (j+1)-th box
-        rows_j = packed.index_select(0, slot[:a, j])
-        b, s, wt, t = rows_j[:, :4], rows_j[:, 4], rows_j[:, 5], rows_j[:, 6].long()
-        clusters = num_clusters[:a]
-        if j:
-            view = fused.view(num_groups, steps, 4)[:a, :j]
-            iou = _pairwise_iou(view, b)
-            iou = torch.where(cluster_ids[None, :j] < clusters[:, None], iou, minus_one)
-            best_iou, best = iou.max(1)
-            matched = best_iou > iou_thr
-            k = torch.where(matched, best, clusters)
-        else:
-            matched = torch.zeros(a, dtype=torch.bool, device=device)
-            k = clusters
-        flat = rows[:a] * steps + k
-        wsum_xy.index_add_(0, flat, s[:, None] * b)
-        conf_sum.index_add_(0, flat, s)
-        conf_max.scatter_reduce_(0, flat, s, reduce='amax')
-        weight_sum.index_add_(0, flat, wt)
-        count.index_add_(0, flat, torch.ones_like(s))
-        members[flat * num_models + t] = True
-        # A new cluster keeps its box as is; a grown one gets the
-        # confidence-weighted mean of its boxes (get_weighted_box).
-        mean = wsum_xy.index_select(0, flat) / conf_sum.index_select(0, flat)[:, None]
-        fused.index_copy_(0, flat, torch.where(matched[:, None], mean, b))
-        num_clusters[:a] += (~matched).long()
+    # -- greedy clustering: C on the host, else every group in parallel in torch ----
+    if _HOST_KERNEL is not None and device.type == 'cpu':
+        fused, assign, num_clusters = _cluster_host(packed, slot, sizes, iou_thr)
+    else:
+        fused, assign, num_clusters = _cluster_torch(packed, slot, active, iou_thr)
 
-    fused = fused.view(num_groups, steps, 4)
+    # Per-cluster statistics from the assignment, once (index_add_ adds in index
+    # order: each cluster's boxes in visiting order, as the loop would).
+    present = slot >= 0
+    box = slot[present]
+    first_of_group = torch.arange(num_groups, device=device) * steps
+    flat = (first_of_group[:, None] + assign)[present]
+    size = num_groups * steps
+    score, weight = packed[box, 4], packed[box, 5]
+    conf_sum = torch.zeros(size, dtype=dtype, device=device).index_add_(0, flat, score)
+    conf_max = torch.zeros(size, dtype=dtype, device=device).scatter_reduce_(
+        0, flat, score, reduce='amax')
+    weight_sum = torch.zeros(size, dtype=dtype, device=device).index_add_(0, flat, weight)
+    count = torch.bincount(flat, minlength=size).to(dtype)
+    members = torch.zeros(size * num_models, dtype=torch.bool, device=device)
+    members[flat * num_models + packed[box, 6].long()] = True
     conf_sum, conf_max, weight_sum, count = (x.view(num_groups, steps) for x in
                                              (conf_sum, conf_max, weight_sum, count))
     members = members.view(num_groups, steps, num_models)
+    cluster_ids = torch.arange(steps, device=device)
+    rows = torch.arange(num_groups, device=device)
     valid = cluster_ids[None] < num_clusters[:, None]
     if conf_type == 'max':
         conf = conf_max / w.max()
@@ -242,6 +222,99 @@ def batched_weighted_boxes_fusion(
     sizes = torch.bincount(out_image, minlength=num_images).tolist()
     return list(zip(out_boxes[final].split(sizes), out_scores[final].split(sizes),
                     out_labels[final].split(sizes)))
+
+
+def _cluster_torch(packed: Tensor, slot: Tensor, active: list[int], iou_thr: float
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """WBF's greedy clustering of every group at once: one step per box of the largest.
+
+    Args:
+        packed: (n, 7) kept boxes: x1 y1 x2 y2, weighted score, model weight, model.
+        slot: (G, steps) row of ``packed`` of group g's j-th box in visiting
+            order, -1 past the group's end; groups largest first.
+        active: ``active[j]``: groups with at least j boxes (a prefix).
+        iou_thr: a box joins the cluster whose fused box it overlaps most if
+            that IoU is above this, else it starts a cluster.
+
+    Returns:
+        fused (G, steps, 4) boxes of the clusters (zeros past the last), the
+        cluster of every (group, box) (G, steps), clusters per group (G,).
+    """
+    num_groups, steps = slot.shape
+    device, dtype = packed.device, packed.dtype
+    # Step-major copies of every group's boxes in visiting order, so that step j
+    # reads rows [:active] of one block; padding rows are never read.
+    visit = packed.index_select(0, slot.clamp(min=0).t().reshape(-1)).view(steps, num_groups, 7)
+    step_boxes = visit[..., :4].unbind(0)
+    step_areas = ((visit[..., 2] - visit[..., 0]) * (visit[..., 3] - visit[..., 1])).unbind(0)
+    step_sums = torch.cat([visit[..., 4:5] * visit[..., :4], visit[..., 4:5]], -1).unbind(0)
+    # Clusters not created yet are the empty box at 0, whose IoU with any kept
+    # box (positive area) is 0: the first maximum is always an existing
+    # cluster, so they need no mask.
+    fused = torch.zeros((num_groups, steps, 4), dtype=dtype, device=device)
+    flat_fused = fused.view(-1, 4)
+    sums = torch.zeros((num_groups * steps, 5), dtype=dtype, device=device)  # s*box, s
+    assign = torch.zeros((steps, num_groups), dtype=torch.long, device=device)
+    num_clusters = torch.zeros(num_groups, dtype=torch.long, device=device)
+    first_of_group = torch.arange(num_groups, device=device) * steps
+    for j in range(steps):
+        a = active[j + 1] if j else num_groups  # groups with a (j+1)-th box
+        b, clusters = step_boxes[j][:a], num_clusters[:a]
+        if j:
+            view = fused[:a, :j]
+            lt = torch.maximum(view[..., :2], b[:, None, :2])
+            rb = torch.minimum(view[..., 2:], b[:, None, 2:])
+            inter = (rb - lt).clamp_(min=0).prod(-1)
+            area = (view[..., 2] - view[..., 0]) * (view[..., 3] - view[..., 1])
+            best_iou, best = (inter / (area + step_areas[j][:a, None] - inter)).max(1)
+            new = best_iou <= iou_thr
+            k = torch.where(new, clusters, best)
+        else:
+            new = torch.ones(a, dtype=torch.bool, device=device)
+            k = clusters
+        assign[j, :a] = k
+        flat = first_of_group[:a] + k
+        sums.index_add_(0, flat, step_sums[j][:a])
+        # A new cluster keeps its box as is; a grown one gets the
+        # confidence-weighted mean of its boxes (get_weighted_box).
+        grown = sums.index_select(0, flat)
+        flat_fused.index_copy_(0, flat, torch.where(new[:, None], b, grown[:, :4] / grown[:, 4:]))
+        clusters.add_(new)
+    return fused, assign.t(), num_clusters
+
+
+def _cluster_host(packed: Tensor, slot: Tensor, sizes: Tensor, iou_thr: float
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_cluster_torch` by the C library (``divdet/csrc/wbf.c``), CPU tensors."""
+    num_groups, steps = slot.shape
+    rows = packed.index_select(0, slot.clamp(min=0).reshape(-1)).contiguous()
+    sizes = sizes.contiguous()
+    fused = torch.empty((num_groups, steps, 4), dtype=torch.float64)
+    sums = torch.empty((num_groups, steps, 5), dtype=torch.float64)
+    assign = torch.zeros((num_groups, steps), dtype=torch.long)
+    num_clusters = torch.empty(num_groups, dtype=torch.long)
+    _HOST_KERNEL(num_groups, steps, sizes.data_ptr(), rows.data_ptr(), float(iou_thr),
+                 fused.data_ptr(), sums.data_ptr(), assign.data_ptr(), num_clusters.data_ptr())
+    return fused, assign, num_clusters
+
+
+def _load_host_kernel():
+    """``divdet_wbf_cluster`` from the compiled ``divdet._wbf`` (setup.py), or None."""
+    try:
+        spec = importlib.util.find_spec('divdet._wbf')
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or os.environ.get('DIVDET_WBF_KERNEL') == 'torch':
+        return None
+    fn = ctypes.CDLL(spec.origin).divdet_wbf_cluster
+    fn.restype = None
+    fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                   ctypes.c_double] + [ctypes.c_void_p] * 4
+    return fn
+
+
+#: The compiled clustering loop, None where divdet was installed without it.
+_HOST_KERNEL = _load_host_kernel()
 
 
 def _unique_in_order(values: Tensor, num_values: int) -> tuple[Tensor, Tensor]:

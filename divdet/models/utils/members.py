@@ -160,12 +160,17 @@ class MemberExecution:
       come in a racy order and runs would not repeat;
     - ``'sequential'`` and ``'grouped'``: one call for all members on the
       calling thread.
+
+    While torch traces or compiles the model (``get_flops.py``, export), the
+    members always run on the calling thread, the only one a tracer records.
     """
 
     member_execution: str = 'sequential'
 
     def members_run_in_threads(self, inputs) -> bool:
         """Whether this forward pass runs the members concurrently."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return False  # tracers and compilers record the calling thread only
         if self.member_execution == 'threads':
             return True
         if self.member_execution != 'auto' or getattr(self, 'num_members', 1) < 2:

@@ -7,7 +7,16 @@ import torch
 from ensemble_boxes import weighted_boxes_fusion as eb_wbf
 from mmengine.structures import InstanceData
 
+from divdet.models.utils import ensemble
 from divdet.models.utils.ensemble import fuse_member_results, weighted_boxes_fusion
+
+
+@pytest.fixture(params=['c', 'torch'])
+def loop(request, monkeypatch):
+    """Run a test with WBF's C clustering loop on the host, and with its torch loop."""
+    if request.param == 'torch':
+        monkeypatch.setattr(ensemble, '_HOST_KERNEL', None)
+    return request.param
 
 
 def _random_case(rng, num_models, max_boxes, num_labels, ties=False, empty_member=False):
@@ -45,7 +54,7 @@ CASES = [
 @pytest.mark.parametrize('conf_type', ['avg', 'max', 'box_and_model_avg', 'absent_model_aware_avg'])
 @pytest.mark.parametrize('case', range(len(CASES)))
 @pytest.mark.parametrize('seed', range(4))
-def test_matches_ensemble_boxes(case, seed, conf_type):
+def test_matches_ensemble_boxes(case, seed, conf_type, loop):
     rng = np.random.default_rng(1000 * case + seed)
     boxes, scores, labels = _random_case(rng, **CASES[case])
     weights = list(rng.uniform(0.5, 2.0, size=len(boxes))) if seed % 2 else None
@@ -123,7 +132,7 @@ def test_single_member_passes_through():
     assert fuse_member_results([a], (100, 100), dict(type='wbf'), 100) is a
 
 
-def test_batched_matches_per_image_ensemble_boxes():
+def test_batched_matches_per_image_ensemble_boxes(loop):
     from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
     rng = np.random.default_rng(7)
     cases = [_random_case(rng, 3, 40, 6, empty_member=(j == 2)) for j in range(5)]
@@ -140,3 +149,28 @@ def test_batched_matches_per_image_ensemble_boxes():
         np.testing.assert_allclose(_canonical(boxes.numpy(), scores.numpy(), labels.numpy()),
                                    _canonical(*ref), atol=1e-5, rtol=0)
         assert np.all(np.diff(scores.numpy()) <= 0)  # sorted by descending score
+
+
+def test_the_c_loop_is_built():
+    assert ensemble._HOST_KERNEL is not None, (
+        'divdet was installed without divdet/_wbf (WBF\'s C loop); '
+        'reinstall with `pip install --no-build-isolation -e .`')
+
+
+@pytest.mark.parametrize('num_labels,ties', [(1, False), (3, True), (80, False)])
+def test_c_and_torch_loops_are_bitwise_equal(monkeypatch, num_labels, ties):
+    """Large groups (hundreds of sequential steps) over a batch of images."""
+    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
+    rng = np.random.default_rng(num_labels)
+    cases = [_random_case(rng, 2, 200, num_labels, ties=ties, empty_member=(j == 1))
+             for j in range(3)]
+    args = [[[torch.from_numpy(x) for x in part] for part in case] for case in cases]
+    args = [[a[k] for a in args] for k in range(3)]  # boxes, scores, labels per image
+    kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='box_and_model_avg')
+    with_c = batched_weighted_boxes_fusion(*args, **kwargs)
+    monkeypatch.setattr(ensemble, '_HOST_KERNEL', None)
+    with_torch = batched_weighted_boxes_fusion(*args, **kwargs)
+    assert sum(len(r[0]) for r in with_c) > 100
+    for a, b in zip(with_c, with_torch):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
