@@ -125,12 +125,20 @@ class DividedResNet(BaseModule):
         Raises:
             ValueError: a 5-D input whose number of views is not S.
         """
-        if x.dim() == 5 and x.shape[1] != self.num_members:
-            raise ValueError(f'got {x.shape[1]} views per image for {self.num_members} '
-                             'members; expected one view per member')
+        self._check_views(x)
         if self.fused is not None:
             stacked = x.flatten(1, 2) if x.dim() == 5 else x.repeat(1, self.num_members, 1, 1)
             outs = [split_members(o, self.num_members) for o in self.fused(stacked)]
             return tuple(tuple(o[i] for o in outs) for i in range(self.num_members))
         views = x.unbind(1) if x.dim() == 5 else [x] * self.num_members
         return tuple(map_members(lambda member, view: member(view), self.members, views))
+
+    def forward_member(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Member ``i``'s feature maps (``forward(x)[i]``, computing only that member)."""
+        self._check_views(x)
+        return self.members[i](x[:, i] if x.dim() == 5 else x)
+
+    def _check_views(self, x: torch.Tensor) -> None:
+        if x.dim() == 5 and x.shape[1] != self.num_members:
+            raise ValueError(f'got {x.shape[1]} views per image for {self.num_members} '
+                             'members; expected one view per member')

@@ -104,26 +104,32 @@ class DividedSSDHead(BaseModule):
         """Run each member's head on its features (see the class contract)."""
         self._check(x)
         if self.fused is None:
-            return tuple(map_members(lambda i, feats: self.head_of(i)(feats), range(len(x)), x))
+            return tuple(map_members(self.forward_member, range(len(x)), x))
         cls_scores, bbox_preds = self.fused(tuple(stack_members(level) for level in zip(*x)))
         cls_scores = [split_members(c, self.num_members) for c in cls_scores]
         bbox_preds = [split_members(b, self.num_members) for b in bbox_preds]
         return tuple(([c[i] for c in cls_scores], [b[i] for b in bbox_preds])
                      for i in range(self.num_members))
 
-    def loss(self, x: MemberFeats, batch_data_samples: SampleList) -> dict:
-        """Sum of the members' SSD losses plus the co-training term."""
-        self._check(x)
+    # ---- one member's share: what a detector running members as whole pipelines calls --
+
+    def forward_member(self, i: int, feats: Sequence[Tensor]) -> tuple[list, list]:
+        """Member ``i``'s (cls_scores, bbox_preds) from its features."""
+        return self.head_of(i)(feats)
+
+    def loss_member(self, i: int, outs: tuple, batch_data_samples: SampleList) -> tuple:
+        """Member ``i``'s SSD losses and flattened class scores (for :meth:`gather_losses`).
+
+        Call inside :meth:`shared_targets` so that the members assign targets once.
+        """
         gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
+        head = self.head_of(i)
+        return (head.loss_by_feat(*outs, gt_instances, img_metas, gt_ignore),
+                self._flatten_cls(outs[0], head.cls_out_channels))
+
+    def gather_losses(self, results: Sequence[tuple]) -> dict:
+        """The members' :meth:`loss_member` results -> the loss dict of :meth:`loss`."""
         losses, flat_cls = {}, []
-
-        def member_loss(i, outs):
-            head = self.head_of(i)
-            return (head.loss_by_feat(*outs, gt_instances, img_metas, gt_ignore),
-                    self._flatten_cls(outs[0], head.cls_out_channels))
-
-        with self._shared_targets():
-            results = map_members(member_loss, range(self.num_members), self.forward(x))
         for i, (member, flat) in enumerate(results):
             suffix = f'_m{i}' if self.num_members > 1 else ''
             losses.update({f'{k}{suffix}': v for k, v in member.items()})
@@ -132,8 +138,35 @@ class DividedSSDHead(BaseModule):
             losses['loss_cot'] = self.loss_cot(flat_cls)
         return losses
 
+    def predict_member(self, i: int, outs: tuple, batch_data_samples: SampleList,
+                       rescale: bool = False) -> InstanceList:
+        """Member ``i``'s detections per image (mmdet's SSD decoding and NMS)."""
+        img_metas = [s.metainfo for s in batch_data_samples]
+        return self.head_of(i).predict_by_feat(*outs, batch_img_metas=img_metas, rescale=rescale)
+
+    def fuse_members(self, members: Sequence[InstanceList], batch_data_samples: SampleList,
+                     rescale: bool = False) -> InstanceList:
+        """Fused detections per image from every member's (``test_cfg.ensemble``)."""
+        if self.num_members == 1:
+            return members[0]
+        img_metas = [s.metainfo for s in batch_data_samples]
+        cfg = self.test_cfg or {}
+        return fuse_batch([[m[j] for m in members] for j in range(len(img_metas))],
+                          [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas],
+                          cfg.get('ensemble', DEFAULT_ENSEMBLE), cfg.get('max_per_img', 200))
+
+    # ---- all members ---------------------------------------------------------------
+
+    def loss(self, x: MemberFeats, batch_data_samples: SampleList) -> dict:
+        """Sum of the members' SSD losses plus the co-training term."""
+        self._check(x)
+        with self.shared_targets():
+            return self.gather_losses(map_members(
+                lambda i, outs: self.loss_member(i, outs, batch_data_samples),
+                range(self.num_members), self.forward(x)))
+
     @contextmanager
-    def _shared_targets(self) -> Iterator[None]:
+    def shared_targets(self) -> Iterator[None]:
         """Assign SSD targets once per batch, for all members.
 
         The members' heads are built from one config: same anchors, same
@@ -184,17 +217,7 @@ class DividedSSDHead(BaseModule):
             (fused results per image, [member i's results per image for i < S]).
         """
         self._check(x)
-        img_metas = [s.metainfo for s in batch_data_samples]
         members = map_members(
-            lambda i, outs: self.head_of(i).predict_by_feat(*outs, batch_img_metas=img_metas,
-                                                            rescale=rescale),
+            lambda i, outs: self.predict_member(i, outs, batch_data_samples, rescale),
             range(self.num_members), self.forward(x))
-        if self.num_members == 1:
-            return members[0], members
-        cfg = self.test_cfg or {}
-        ensemble = cfg.get('ensemble', DEFAULT_ENSEMBLE)
-        max_per_img = cfg.get('max_per_img', 200)
-        fused = fuse_batch([[m[j] for m in members] for j in range(len(img_metas))],
-                           [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas],
-                           ensemble, max_per_img)
-        return fused, members
+        return self.fuse_members(members, batch_data_samples, rescale), members

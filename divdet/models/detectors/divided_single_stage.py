@@ -10,7 +10,13 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
-from divdet.models.utils.members import MemberExecution, resolve_execution, with_members
+from divdet.models.utils.members import (
+    MemberExecution,
+    in_threads,
+    map_members,
+    resolve_execution,
+    with_members,
+)
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 
@@ -88,12 +94,54 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
             batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
         return super().extract_feat(batch_inputs)
 
+    # With the members in threads, each thread runs its member from the image to
+    # its head's losses or detections (backbone, neck, head, SSD loss or NMS), and
+    # the threads meet once, for the co-training loss or the fusion: one
+    # rendezvous instead of one per part measured faster on the CPU, since the
+    # threads' progress drifts apart and every rendezvous waits for the slower.
+
+    def _pipelined(self) -> bool:
+        return in_threads() and self.member_execution != 'grouped' and self.num_members > 1
+
+    def _member_outputs(self, i: int, batch_inputs: Tensor) -> tuple:
+        feats = self.backbone.forward_member(i, batch_inputs)
+        if self.with_neck:
+            feats = self.neck.forward_member(i, feats)
+        return self.bbox_head.forward_member(i, feats)
+
+    def _map_pipelines(self, batch_inputs: Tensor, then) -> list:
+        if self.channels_last:
+            batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
+        return map_members(lambda i: then(i, self._member_outputs(i, batch_inputs)),
+                           range(self.num_members))
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
+        """The members' SSD losses and the co-training term."""
+        if not self._pipelined():
+            return super().loss(batch_inputs, batch_data_samples)
+        head = self.bbox_head
+        with head.shared_targets():
+            return head.gather_losses(self._map_pipelines(
+                batch_inputs, lambda i, outs: head.loss_member(i, outs, batch_data_samples)))
+
+    def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList = None) -> tuple:
+        """Every member's raw head outputs (``mode='tensor'``)."""
+        if not self._pipelined():
+            return super()._forward(batch_inputs, batch_data_samples)
+        return tuple(self._map_pipelines(batch_inputs, lambda i, outs: outs))
+
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
         """Fused detections in ``pred_instances``, each member's in ``member_pred_instances``."""
-        x = self.extract_feat(batch_inputs)
-        fused, members = self.bbox_head.predict_with_members(x, batch_data_samples,
-                                                             rescale=rescale)
+        if self._pipelined():
+            head = self.bbox_head
+            members = self._map_pipelines(batch_inputs, lambda i, outs: head.predict_member(
+                i, outs, batch_data_samples, rescale))
+            fused = self.bbox_head.fuse_members(members, batch_data_samples, rescale)
+        else:
+            x = self.extract_feat(batch_inputs)
+            fused, members = self.bbox_head.predict_with_members(x, batch_data_samples,
+                                                                 rescale=rescale)
         batch_data_samples = self.add_pred_to_datasample(batch_data_samples, fused)
         if self.num_members > 1:
             for j, sample in enumerate(batch_data_samples):

@@ -36,3 +36,7 @@ class DividedNeck(BaseModule):
         if len(x) != self.num_members:
             raise ValueError(f'expected features of {self.num_members} members, found {len(x)}')
         return tuple(map_members(lambda neck, feats: neck(feats), self.members, x))
+
+    def forward_member(self, i: int, feats: Sequence[Tensor]):
+        """Member ``i``'s neck on member ``i``'s features."""
+        return self.members[i](feats)

@@ -68,3 +68,7 @@ class DividedSSDNeck(BaseModule):
             outs = [split_members(o, self.num_members) for o in outs]
             return tuple(tuple(o[i] for o in outs) for i in range(self.num_members))
         return tuple(map_members(lambda neck, feats: neck(feats), self.members, x))
+
+    def forward_member(self, i: int, feats: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        """Member ``i``'s neck on member ``i``'s features."""
+        return self.members[i](feats)

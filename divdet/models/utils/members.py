@@ -74,6 +74,11 @@ def members_in_threads(enabled: bool = True) -> Iterator[None]:
         _IN_THREADS.reset(token)
 
 
+def in_threads() -> bool:
+    """Whether :func:`map_members` runs members concurrently here."""
+    return _IN_THREADS.get()
+
+
 class _CallerState:
     """The calling thread's torch state that a worker thread must share.
 

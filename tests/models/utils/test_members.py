@@ -148,6 +148,8 @@ def test_threads_give_the_sequential_losses_gradients_statistics_and_detections(
 
     seq.eval(), threaded.eval()
     with torch.no_grad():
+        raw = [m(x, mode='tensor') for m in (seq, threaded)]  # every member's head outputs
+        torch.testing.assert_close(raw[1], raw[0], rtol=1e-5, atol=1e-6)
         out = [m(x, copy.deepcopy(samples), mode='predict') for m in (seq, threaded)]
     for a, b in zip(*out):
         assert len(a.pred_instances) > 0
