@@ -87,7 +87,8 @@ class _CallerState:
     caller's (``torch.no_grad()`` in a test loop, AMP in training).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, intra_op_threads: int) -> None:
+        self.intra_op_threads = intra_op_threads
         self.grad = torch.is_grad_enabled()
         self.inference = torch.is_inference_mode_enabled()
         self.autocast = [(d, torch.get_autocast_dtype(d)) for d in ('cpu', 'cuda')
@@ -95,6 +96,8 @@ class _CallerState:
         self.stream = torch.cuda.current_stream() if torch.cuda.is_initialized() else None
 
     def run(self, fn: Callable, *args):
+        if torch.get_num_threads() != self.intra_op_threads:
+            torch.set_num_threads(self.intra_op_threads)
         with ExitStack() as stack:
             stack.enter_context(torch.inference_mode(self.inference))
             stack.enter_context(torch.set_grad_enabled(self.grad))
@@ -112,21 +115,27 @@ def map_members(fn: Callable, *iterables: Iterable) -> list:
     Inside :func:`members_in_threads` the calls run concurrently: the first on
     the calling thread, the others in a shared thread pool (torch releases the
     GIL inside its kernels, so S members use the cores together even where one
-    member's convolutions do not). Results keep the members' order; an
-    exception is raised only after every call has ended, so no member is still
-    running when the caller sees it. Calls made from a pool thread run one
-    after another (no nested parallelism).
+    member's convolutions do not). The caller's intra-op threads are shared out:
+    each member computes with ``torch.get_num_threads() // S`` of them (at least
+    one), so that S members do not oversubscribe the cores (oversubscribed
+    OpenMP teams also slowed the process's later work). Results keep the
+    members' order; an exception is raised only after every call has ended, so
+    no member is still running when the caller sees it. Calls made from a pool
+    thread run one after another (no nested parallelism).
     """
     calls = list(zip(*iterables))
     if len(calls) < 2 or not _IN_THREADS.get():
         return [fn(*args) for args in calls]
-    state = _CallerState()
+    threads = torch.get_num_threads()
+    state = _CallerState(max(1, threads // len(calls)))
     futures = [_pool().submit(state.run, fn, *args) for args in calls[1:]]
     try:
+        torch.set_num_threads(state.intra_op_threads)
         with members_in_threads(False):
             first = fn(*calls[0])
     finally:
         wait(futures)
+        torch.set_num_threads(threads)
     return [first] + [f.result() for f in futures]
 
 

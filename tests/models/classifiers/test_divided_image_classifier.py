@@ -76,9 +76,9 @@ def test_members_in_threads_give_the_sequential_training_step():
         wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
         losses.append(model.train_step(copy.deepcopy(batch), wrapper))
     for key in losses[0]:
-        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-5, atol=1e-6)
     for (name, a), b in zip(seq.state_dict().items(), threaded.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_classifier_has_no_grouped_execution():

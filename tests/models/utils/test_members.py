@@ -138,25 +138,25 @@ def test_threads_give_the_sequential_losses_gradients_statistics_and_detections(
     assert seen and threading.get_ident() not in seen  # member 1 ran in a pool thread
     assert losses[0].keys() == losses[1].keys()
     for key in losses[0]:
-        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-5, atol=1e-6)
     for model, loss in zip((seq, threaded), losses):
         model.parse_losses(loss)[0].backward()
     for (name, p), q in zip(seq.named_parameters(), threaded.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)  # thread counts differ
     for (name, b), c in zip(seq.named_buffers(), threaded.buffers()):
         torch.testing.assert_close(c, b, rtol=1e-6, atol=1e-6, msg=name)
 
     seq.eval(), threaded.eval()
     with torch.no_grad():
         raw = [m(x, mode='tensor') for m in (seq, threaded)]  # every member's head outputs
-        torch.testing.assert_close(raw[1], raw[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(raw[1], raw[0], rtol=1e-4, atol=1e-5)
         out = [m(x, copy.deepcopy(samples), mode='predict') for m in (seq, threaded)]
     for a, b in zip(*out):
         assert len(a.pred_instances) > 0
         for ra, rb in zip([a.pred_instances] + a.member_pred_instances,
                           [b.pred_instances] + b.member_pred_instances):
             torch.testing.assert_close(rb.bboxes, ra.bboxes, rtol=1e-5, atol=1e-4)
-            torch.testing.assert_close(rb.scores, ra.scores, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(rb.scores, ra.scores, rtol=1e-4, atol=1e-5)
             assert torch.equal(rb.labels, ra.labels)
 
 
@@ -170,4 +170,18 @@ def test_threads_with_a_shared_head_match_sequential():
     samples = data_samples([[[10, 10, 40, 40]], [[5, 5, 30, 50]]])
     a, b = (m(x, copy.deepcopy(samples), mode='loss') for m in (seq, threaded))
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+def test_members_share_the_callers_intra_op_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        with members_in_threads():
+            seen = map_members(lambda _: torch.get_num_threads(), range(2))
+        assert seen == [2, 2]
+        assert torch.get_num_threads() == 4  # restored for the caller
+        with members_in_threads():
+            assert map_members(lambda _: torch.get_num_threads(), range(8)) == [1] * 8
+    finally:
+        torch.set_num_threads(before)
