@@ -5,7 +5,8 @@ Usage:
         [--train-batch 8] [--wbf-images 32] [--device cpu]
 
 Everything is measured in one run, variants interleaved round-robin so that
-machine noise hits them alike; medians and ratios to S=1 are printed:
+machine noise hits them alike, each variant in its own process (so that one
+variant's threads cannot slow another); medians and ratios to S=1 are printed:
 
 - inference latency (network forward and the head's decoding, NMS and fusion,
   ``model.predict``) at each batch size, for S=1 and for S=2 with each
@@ -80,64 +81,129 @@ def _timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
+class _Variant:
+    """One model variant in its own process, timed on request.
+
+    Each variant lives in a separate (spawned) process, so that one variant's
+    thread pools and OpenMP teams cannot change another's speed (member threads
+    left the whole process about 10% slower on the 2-core CPU). Only one
+    process computes at a time: the parent asks them in turn.
+    """
+
+    def __init__(self, ctx, args, num_members: int, execution: str) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, args, num_members, execution),
+                                   daemon=True)
+        self.process.start()
+        child.close()
+
+    def ready(self) -> None:
+        reply = self.conn.recv()
+        if isinstance(reply, str):
+            sys.exit(f'benchmark variant failed:\n{reply}')
+
+    def time(self, what: str, batch: int) -> float:
+        self.conn.send((what, batch))
+        reply = self.conn.recv()
+        if isinstance(reply, str):
+            sys.exit(f'benchmark variant failed:\n{reply}')
+        return reply
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(30)
+
+
+def _serve(conn, args, num_members: int, execution: str) -> None:
+    """The loop of a variant's process: build the model, then time what is asked."""
+    import traceback
+    try:
+        warnings.simplefilter('ignore')
+        MMLogger.get_instance('divdet-benchmark', log_level='WARNING')
+        cfg = Config.fromfile(args.config)
+        init_default_scope(cfg.get('default_scope', 'mmdet'))
+        torch.manual_seed(0)
+        model = _build(cfg, num_members, execution, args.channels_last, args.device)
+        size = cfg.get('input_size', 300)
+        num_classes = cfg.model.bbox_head.head.num_classes
+        inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
+                  for b in args.batch_sizes + [args.train_batch]}
+        samples = {b: _samples(b, size, num_classes, args.device) for b in inputs}
+        if args.amp:
+            from mmengine.optim import AmpOptimWrapper
+            wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=1e-4,
+                                                                momentum=0.9), loss_scale='dynamic')
+        else:
+            wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
+        device_type = args.device.split(':')[0]
+        conn.send(0.0)  # ready
+    except Exception:
+        conn.send(traceback.format_exc())
+        return
+
+    def infer(b):
+        model.eval()
+        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.float16,
+                                                    enabled=args.amp):
+            if args.forward_only:
+                model(inputs[b], mode='tensor')
+            else:
+                model(inputs[b], samples[b], mode='predict')
+
+    def train(b):
+        model.train()
+        data = dict(inputs=list(inputs[b].to(torch.uint8)), data_samples=samples[b])
+        model.train_step(data, wrapper)
+
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        what, b = request
+        try:
+            step = infer if what == 'infer' else train
+            conn.send(_timed(lambda step=step, b=b: step(b), args.device))
+        except Exception:
+            conn.send(traceback.format_exc())
+            return
+
+
 def bench_models(cfg: Config, args) -> None:
+    import multiprocessing
     size = cfg.get('input_size', 300)
-    num_classes = cfg.model.bbox_head.head.num_classes
     variants = {'S=1': (1, 'sequential'), 'S=2 seq': (2, 'sequential'),
                 'S=2 threads': (2, 'threads'), 'S=2 grouped': (2, 'grouped')}
     variants = {k: v for k, v in variants.items() if k == 'S=1' or k[4:] in args.executions}
-    models = {name: _build(cfg, s, execution, args.channels_last, args.device)
-              for name, (s, execution) in variants.items()}
-    inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
-              for b in args.batch_sizes + [args.train_batch]}
-    samples = {b: _samples(b, size, num_classes, args.device) for b in inputs}
+    ctx = multiprocessing.get_context('spawn')
+    procs = {name: _Variant(ctx, args, s, execution) for name, (s, execution) in variants.items()}
+    for proc in procs.values():
+        proc.ready()
     results = {}
-    for m in models.values():
-        m.eval()
-    def infer(m, x, d):
-        return m(x, mode='tensor') if args.forward_only else m(x, d, mode='predict')
-
-    autocast = torch.autocast(args.device.split(':')[0], dtype=torch.float16, enabled=args.amp)
-    with torch.inference_mode(), autocast:
-        for b in args.batch_sizes:
-            for m in models.values():  # warm-up
-                infer(m, inputs[b], samples[b])
-            times = {name: [] for name in models}
-            for _ in range(args.repeats):
-                for name, m in models.items():
-                    times[name].append(_timed(
-                        lambda m=m, x=inputs[b], d=samples[b]: infer(m, x, d), args.device))
-            what = 'forward' if args.forward_only else 'inference'
-            results[f'{what}, batch {b}'] = times
-    if args.amp:
-        from mmengine.optim import AmpOptimWrapper
-        wrappers = {name: AmpOptimWrapper(
-            optimizer=torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9), loss_scale='dynamic')
-            for name, m in models.items()}
-    else:
-        wrappers = {name: OptimWrapper(torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9))
-                    for name, m in models.items()}
-    b = args.train_batch
-    for m in models.values():
-        m.train()
-    times = {name: [] for name in models}
-    for r in range(args.repeats + 1):
-        for name, m in models.items():
-            data = dict(inputs=list(inputs[b].to(torch.uint8)), data_samples=samples[b])
-            t = _timed(lambda m=m, n=name, d=data: m.train_step(d, wrappers[n]), args.device)
-            if r:  # the first round is warm-up
-                times[name].append(t)
-    results[f'training step, batch {b}'] = times
+    what = 'forward' if args.forward_only else 'inference'
+    try:
+        jobs = [(f'{what}, batch {b}', 'infer', b) for b in args.batch_sizes]
+        jobs.append((f'training step, batch {args.train_batch}', 'train', args.train_batch))
+        for label, kind, b in jobs:
+            for proc in procs.values():  # warm-up
+                proc.time(kind, b)
+            times = {name: [] for name in procs}
+            for _ in range(args.repeats):  # round-robin, one process at a time
+                for name, proc in procs.items():
+                    times[name].append(proc.time(kind, b))
+            results[label] = times
+    finally:
+        for proc in procs.values():
+            proc.close()
     layout = 'channels-last' if args.channels_last else 'NCHW'
     layout += ', AMP fp16' if args.amp else ''
     print(f'\n{args.config} at {size}x{size} on {args.device} ({layout}), '
-          f'{torch.get_num_threads()} threads, median of {args.repeats}')
-    print(f"{'what':<26}" + ''.join(f'{n:>14}' for n in models) +
-          ''.join(f'{n[4:] + " / S=1":>16}' for n in list(models)[1:]))
-    for what, times in results.items():
+          f'{torch.get_num_threads()} threads, one process per variant, median of {args.repeats}')
+    print(f"{'what':<26}" + ''.join(f'{n:>14}' for n in procs) +
+          ''.join(f'{n[4:] + " / S=1":>16}' for n in list(procs)[1:]))
+    for label, times in results.items():
         med = {n: statistics.median(t) * 1000 for n, t in times.items()}
-        print(f'{what:<26}' + ''.join(f'{med[n]:>12.1f}ms' for n in models) +
-              ''.join(f"{med[n] / med['S=1']:>15.2f}x" for n in list(models)[1:]))
+        print(f'{label:<26}' + ''.join(f'{med[n]:>12.1f}ms' for n in procs) +
+              ''.join(f"{med[n] / med['S=1']:>15.2f}x" for n in list(procs)[1:]))
 
 
 def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):

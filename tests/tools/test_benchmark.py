@@ -1,0 +1,23 @@
+"""tools/analysis_tools/benchmark.py runs every variant and prints medians and ratios."""
+import re
+
+
+def test_benchmark_table(tool):
+    out = tool('tools/analysis_tools/benchmark.py',
+               'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py', '--repeats', '1',
+               '--batch-sizes', '1', '--train-batch', '2', '--wbf-images', '2').stdout
+    assert 'one process per variant' in out
+    header = next(line for line in out.splitlines() if line.startswith('what'))
+    for name in ('S=1', 'S=2 seq', 'S=2 threads', 'S=2 grouped', 'threads / S=1'):
+        assert name in header
+    for row in ('inference, batch 1', 'training step, batch 2'):
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
+        ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
+        assert len(times) == 4 and all(t > 0 for t in times)
+        assert ratios == [round(t / times[0], 2) for t in times[1:]] or \
+            all(abs(r - t / times[0]) < 0.01 for r, t in zip(ratios, times[1:]))
+    # WBF: results are compared with ensemble-boxes before timing (exit 1 if not equal)
+    wbf = [line.split() for line in out.splitlines() if re.match(r'^[24]\s+[\d.]+ms', line)]
+    assert [row[0] for row in wbf] == ['2', '4']
+    assert all(float(row[-1]) < 1e-5 for row in wbf)
