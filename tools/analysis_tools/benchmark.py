@@ -24,6 +24,7 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
 from __future__ import annotations
 
 import argparse
+import os
 import os.path as osp
 import statistics
 import sys
@@ -69,6 +70,15 @@ def _build(cfg: Config, num_members: int, execution: str, channels_last: bool, d
     model = MODELS.build(model_cfg)
     model.init_weights()
     return model.to(device)
+
+
+#: Set for the variants' processes unless ``--default-malloc``: glibc's default
+#: serves every allocation above 32 MB with a fresh mmap, so each training step
+#: page-faults its large activations in again (S=1 at batch 8 took 10-12 s per
+#: step with it, 6.8 s without, on the 2-core CPU): an allocator effect that
+#: would decide the comparison. PyTorch's CPU guides suggest jemalloc/tcmalloc
+#: for the same reason; these two variables need no extra library.
+GLIBC_MALLOC = {'MALLOC_MMAP_THRESHOLD_': '2147483647', 'MALLOC_TRIM_THRESHOLD_': '4294967295'}
 
 
 def _timed(fn, device: str) -> float:
@@ -171,6 +181,9 @@ def _serve(conn, args, num_members: int, execution: str) -> None:
 def bench_models(cfg: Config, args) -> None:
     import multiprocessing
     size = cfg.get('input_size', 300)
+    if not args.default_malloc:  # read by glibc when each variant's process starts
+        for key, value in GLIBC_MALLOC.items():
+            os.environ.setdefault(key, value)
     variants = {'S=1': (1, 'sequential'), 'S=2 seq': (2, 'sequential'),
                 'S=2 threads': (2, 'threads'), 'S=2 grouped': (2, 'grouped')}
     variants = {k: v for k, v in variants.items() if k == 'S=1' or k[4:] in args.executions}
@@ -198,6 +211,8 @@ def bench_models(cfg: Config, args) -> None:
     layout += ', AMP fp16' if args.amp else ''
     print(f'\n{args.config} at {size}x{size} on {args.device} ({layout}), '
           f'{torch.get_num_threads()} threads, one process per variant, median of {args.repeats}')
+    print('glibc malloc: ' + ('default' if args.default_malloc else
+                              ', '.join(f'{k}={os.environ[k]}' for k in GLIBC_MALLOC)))
     print(f"{'what':<26}" + ''.join(f'{n:>14}' for n in procs) +
           ''.join(f'{n[4:] + " / S=1":>16}' for n in list(procs)[1:]))
     for label, times in results.items():
@@ -284,6 +299,8 @@ def main() -> None:
     parser.add_argument('--executions', nargs='+', default=['seq', 'threads', 'grouped'],
                         choices=['seq', 'threads', 'grouped'],
                         help='S=2 variants to measure next to S=1')
+    parser.add_argument('--default-malloc', action='store_true',
+                        help="keep glibc's default large-allocation behaviour (see GLIBC_MALLOC)")
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
     parser.add_argument('--skip-wbf', action='store_true', help='only benchmark the models')
     parser.add_argument('--channels-last', action='store_true',
