@@ -2,7 +2,9 @@
 
 Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
-        [--train-batch 8] [--wbf-images 32] [--device cpu]
+        [--train-batch 8] [--executions seq threads grouped] [--wbf-images 32]
+        [--wbf-classes 80] [--device cpu] [--amp] [--channels-last] [--forward-only]
+        [--default-malloc] [--skip-models | --skip-wbf]
 
 Everything is measured in one run, variants interleaved round-robin so that
 machine noise hits them alike, each variant in its own process (so that one
@@ -17,9 +19,12 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
 - with ``--channels-last`` every variant uses channels-last memory format; with
   ``--amp`` inference runs under fp16 autocast and training with AmpOptimWrapper;
   ``--forward-only`` times the network without decoding/NMS/fusion;
-- WBF time per image, ensemble-boxes (numpy) against divdet's torch WBF batched
-  over ``--wbf-images`` images, for 2 and 4 members x 200 boxes per image,
-  after checking that both give the same boxes, scores and labels.
+- WBF time per image, ensemble-boxes (numpy) against divdet's WBF batched over
+  ``--wbf-images`` images (on the CPU its clustering loop runs in C;
+  ``DIVDET_WBF_KERNEL=torch`` times the torch loop), for 2 and 4 members x 200
+  boxes per image, after checking that both give the same boxes, scores and
+  labels. Variant processes run with glibc's large allocations kept in the heap
+  (:data:`GLIBC_MALLOC`) unless ``--default-malloc``.
 """
 from __future__ import annotations
 
@@ -74,9 +79,10 @@ def _build(cfg: Config, num_members: int, execution: str, channels_last: bool, d
 
 #: Set for the variants' processes unless ``--default-malloc``: glibc's default
 #: serves every allocation above 32 MB with a fresh mmap, so each training step
-#: page-faults its large activations in again (S=1 at batch 8 took 10-12 s per
-#: step with it, 6.8 s without, on the 2-core CPU): an allocator effect that
-#: would decide the comparison. PyTorch's CPU guides suggest jemalloc/tcmalloc
+#: page-faults its large activations in again (S=1's training step at batch 8:
+#: 11.8 s with it, 6.8 s without, on the 2-core CPU; README, *Speed*): an
+#: allocator effect that falls mostly on the largest tensors and would decide
+#: the comparison. PyTorch's CPU guides suggest jemalloc/tcmalloc
 #: for the same reason; these two variables need no extra library.
 GLIBC_MALLOC = {'MALLOC_MMAP_THRESHOLD_': '2147483647', 'MALLOC_TRIM_THRESHOLD_': '4294967295'}
 
@@ -96,7 +102,7 @@ class _Variant:
 
     Each variant lives in a separate (spawned) process, so that one variant's
     thread pools and OpenMP teams cannot change another's speed (member threads
-    left the whole process about 10% slower on the 2-core CPU). Only one
+    slowed what ran after them in the same process on the 2-core CPU). Only one
     process computes at a time: the parent asks them in turn.
     """
 
@@ -236,12 +242,14 @@ def bench_wbf(args) -> None:
 
     from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
     kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
-    print(f'\nWBF per image ({args.wbf_images} images, 200 boxes per member, 80 classes), '
+    print(f'\nWBF per image ({args.wbf_images} images, 200 boxes per member, '
+          f'{args.wbf_classes} classes), '
           f'median of {args.repeats}')
     print(f"{'members':<10}{'ensemble-boxes':>16}{'divdet':>12}{'speed-up':>10}{'max |diff|':>12}")
     for num_members in (2, 4):
         rng = np.random.default_rng(num_members)
-        cases = [_wbf_case(rng, num_members, 200) for _ in range(args.wbf_images)]
+        cases = [_wbf_case(rng, num_members, 200, args.wbf_classes)
+                 for _ in range(args.wbf_images)]
         tensors = [[[torch.as_tensor(x, device=args.device) for x in m] for m in case]
                    for case in cases]
         boxes = [[m[0] for m in c] for c in tensors]
@@ -295,6 +303,8 @@ def main() -> None:
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8])
     parser.add_argument('--train-batch', type=int, default=8)
     parser.add_argument('--wbf-images', type=int, default=32)
+    parser.add_argument('--wbf-classes', type=int, default=80,
+                        help='labels drawn for the WBF boxes (few labels: long clustering)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--executions', nargs='+', default=['seq', 'threads', 'grouped'],
                         choices=['seq', 'threads', 'grouped'],
