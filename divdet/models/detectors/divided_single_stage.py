@@ -88,11 +88,15 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
+    def _layout(self, batch_inputs: Tensor) -> Tensor:
+        """The inputs in channels-last memory format if so configured."""
+        if self.channels_last:
+            return batch_inputs.contiguous(memory_format=torch.channels_last)
+        return batch_inputs
+
     def extract_feat(self, batch_inputs: Tensor):
         """Backbone and neck features (channels-last input if so configured)."""
-        if self.channels_last:
-            batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
-        return super().extract_feat(batch_inputs)
+        return super().extract_feat(self._layout(batch_inputs))
 
     # With the members in threads, each thread runs its member from the image to
     # its head's losses or detections (backbone, neck, head, SSD loss or NMS), and
@@ -110,8 +114,7 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
         return self.bbox_head.forward_member(i, feats)
 
     def _map_pipelines(self, batch_inputs: Tensor, then) -> list:
-        if self.channels_last:
-            batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
+        batch_inputs = self._layout(batch_inputs)
         return map_members(lambda i: then(i, self._member_outputs(i, batch_inputs)),
                            range(self.num_members))
 
