@@ -21,3 +21,20 @@ def test_benchmark_table(tool):
     wbf = [line.split() for line in out.splitlines() if re.match(r'^[24]\s+[\d.]+ms', line)]
     assert [row[0] for row in wbf] == ['2', '4']
     assert all(float(row[-1]) < 1e-5 for row in wbf)
+
+
+def test_benchmark_layouts(tool):
+    out = tool('tools/analysis_tools/benchmark.py',
+               'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py', '--repeats', '1',
+               '--batch-sizes', '1', '--train-batch', '2', '--executions', 'threads',
+               '--layouts', 'nchw', 'channels-last', '--skip-wbf').stdout
+    assert '(nchw and channels-last)' in out and 'WBF' not in out
+    header = next(line for line in out.splitlines() if line.startswith('what')).split()
+    assert header[1:5] == ['S=1', 'S=2', 'threads', 'S=1']  # S=1, S=2 threads, S=1 cl, ...
+    assert ' '.join(header).count('/ S=1') == 3  # every ratio is to S=1 in the first layout
+    assert 'S=2 threads cl' in ' '.join(header) and 'threads cl / S=1' in ' '.join(header)
+    line = next(line for line in out.splitlines() if line.startswith('training step, batch 2'))
+    times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
+    ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
+    assert len(times) == 4 and len(ratios) == 3
+    assert all(abs(r - t / times[0]) < 0.01 for r, t in zip(ratios, times[1:]))

@@ -3,7 +3,8 @@
 Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
         [--train-batch 8] [--executions seq threads grouped] [--wbf-images 32]
-        [--wbf-classes 80] [--device cpu] [--amp] [--channels-last] [--forward-only]
+        [--wbf-classes 80] [--device cpu] [--amp] [--layouts nchw channels-last]
+        [--forward-only]
         [--default-malloc] [--skip-models | --skip-wbf]
 
 Everything is measured in one run, variants interleaved round-robin so that
@@ -16,9 +17,13 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   concurrently, one thread each; what ``'auto'`` picks on the CPU) and
   ``grouped`` (members as one grouped-convolution network);
 - one training step (forward, loss, backward, SGD step) at ``--train-batch``;
-- with ``--channels-last`` every variant uses channels-last memory format; with
-  ``--amp`` inference runs under fp16 autocast and training with AmpOptimWrapper;
-  ``--forward-only`` times the network without decoding/NMS/fusion;
+- ``--layouts``: the memory formats to build every variant in, ``nchw``
+  (default; PyTorch's and mmdet's) and/or ``channels-last``; variants in
+  channels-last are named with a ``cl`` suffix, and every ratio is to S=1 in the
+  first layout given (each variant is a process holding its training memory,
+  several GB at batch 8: more than four variants may not fit in memory);
+- with ``--amp`` inference runs under fp16 autocast and training with
+  AmpOptimWrapper; ``--forward-only`` times the network without decoding/NMS/fusion;
 - WBF time per image, ensemble-boxes (numpy) against divdet's WBF batched over
   ``--wbf-images`` images (on the CPU its clustering loop runs in C;
   ``DIVDET_WBF_KERNEL=torch`` times the torch loop), for 2 and 4 members x 200
@@ -106,9 +111,11 @@ class _Variant:
     process computes at a time: the parent asks them in turn.
     """
 
-    def __init__(self, ctx, args, num_members: int, execution: str) -> None:
+    def __init__(self, ctx, args, num_members: int, execution: str,
+                 channels_last: bool) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, args, num_members, execution),
+        self.process = ctx.Process(target=_serve,
+                                   args=(child, args, num_members, execution, channels_last),
                                    daemon=True)
         self.process.start()
         child.close()
@@ -130,7 +137,7 @@ class _Variant:
         self.process.join(30)
 
 
-def _serve(conn, args, num_members: int, execution: str) -> None:
+def _serve(conn, args, num_members: int, execution: str, channels_last: bool) -> None:
     """The loop of a variant's process: build the model, then time what is asked."""
     import traceback
     try:
@@ -139,7 +146,7 @@ def _serve(conn, args, num_members: int, execution: str) -> None:
         cfg = Config.fromfile(args.config)
         init_default_scope(cfg.get('default_scope', 'mmdet'))
         torch.manual_seed(0)
-        model = _build(cfg, num_members, execution, args.channels_last, args.device)
+        model = _build(cfg, num_members, execution, channels_last, args.device)
         size = cfg.get('input_size', 300)
         num_classes = cfg.model.bbox_head.head.num_classes
         inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
@@ -190,11 +197,16 @@ def bench_models(cfg: Config, args) -> None:
     if not args.default_malloc:  # read by glibc when each variant's process starts
         for key, value in GLIBC_MALLOC.items():
             os.environ.setdefault(key, value)
-    variants = {'S=1': (1, 'sequential'), 'S=2 seq': (2, 'sequential'),
-                'S=2 threads': (2, 'threads'), 'S=2 grouped': (2, 'grouped')}
-    variants = {k: v for k, v in variants.items() if k == 'S=1' or k[4:] in args.executions}
+    executions = {'seq': 'sequential', 'threads': 'threads', 'grouped': 'grouped'}
+    variants = {}  # name -> (S, member_execution, channels_last)
+    for layout in args.layouts:
+        suffix = ' cl' if layout == 'channels-last' else ''
+        variants[f'S=1{suffix}'] = (1, 'sequential', bool(suffix))
+        for short in args.executions:
+            variants[f'S=2 {short}{suffix}'] = (2, executions[short], bool(suffix))
+    base = next(iter(variants))
     ctx = multiprocessing.get_context('spawn')
-    procs = {name: _Variant(ctx, args, s, execution) for name, (s, execution) in variants.items()}
+    procs = {name: _Variant(ctx, args, *variant) for name, variant in variants.items()}
     for proc in procs.values():
         proc.ready()
     results = {}
@@ -213,18 +225,18 @@ def bench_models(cfg: Config, args) -> None:
     finally:
         for proc in procs.values():
             proc.close()
-    layout = 'channels-last' if args.channels_last else 'NCHW'
-    layout += ', AMP fp16' if args.amp else ''
+    layout = ' and '.join(args.layouts) + (', AMP fp16' if args.amp else '')
     print(f'\n{args.config} at {size}x{size} on {args.device} ({layout}), '
           f'{torch.get_num_threads()} threads, one process per variant, median of {args.repeats}')
     print('glibc malloc: ' + ('default' if args.default_malloc else
                               ', '.join(f'{k}={os.environ[k]}' for k in GLIBC_MALLOC)))
-    print(f"{'what':<26}" + ''.join(f'{n:>14}' for n in procs) +
-          ''.join(f'{n[4:] + " / S=1":>16}' for n in list(procs)[1:]))
+    others = [n for n in procs if n != base]
+    print(f"{'what':<26}" + ''.join(f'{n:>15}' for n in procs) +
+          ''.join(f'{n.removeprefix("S=2 ") + " / " + base:>20}' for n in others))
     for label, times in results.items():
         med = {n: statistics.median(t) * 1000 for n, t in times.items()}
-        print(f'{label:<26}' + ''.join(f'{med[n]:>12.1f}ms' for n in procs) +
-              ''.join(f"{med[n] / med['S=1']:>15.2f}x" for n in list(procs)[1:]))
+        print(f'{label:<26}' + ''.join(f'{med[n]:>13.1f}ms' for n in procs) +
+              ''.join(f'{med[n] / med[base]:>19.2f}x' for n in others))
 
 
 def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):
@@ -313,8 +325,10 @@ def main() -> None:
                         help="keep glibc's default large-allocation behaviour (see GLIBC_MALLOC)")
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
     parser.add_argument('--skip-wbf', action='store_true', help='only benchmark the models')
-    parser.add_argument('--channels-last', action='store_true',
-                        help='build every variant with channels_last=True')
+    parser.add_argument('--layouts', nargs='+', default=['nchw'],
+                        choices=['nchw', 'channels-last'],
+                        help='memory formats to build every variant in (ratios are to S=1 '
+                        'in the first)')
     parser.add_argument('--amp', action='store_true',
                         help='fp16 autocast for inference, AmpOptimWrapper for training (CUDA)')
     parser.add_argument('--forward-only', action='store_true',

@@ -19,6 +19,7 @@ from torch import Tensor
 from divdet.models.utils.ensemble import fuse_batch
 from divdet.models.utils.fusion import FusedMembers, split_members, stack_members
 from divdet.models.utils.members import map_members
+from divdet.models.utils.nms import resolve_nms_cfg
 from divdet.registry import register_model
 
 #: The reference's fusion (REFERENCE.md, "Detection in the reference").
@@ -140,9 +141,16 @@ class DividedSSDHead(BaseModule):
 
     def predict_member(self, i: int, outs: tuple, batch_data_samples: SampleList,
                        rescale: bool = False) -> InstanceList:
-        """Member ``i``'s detections per image (mmdet's SSD decoding and NMS)."""
+        """Member ``i``'s detections per image (mmdet's SSD decoding and NMS).
+
+        ``test_cfg.nms`` of ``type='nms'`` runs :func:`divdet.models.utils.nms.nms`
+        (mmcv's result, computed without holding the GIL, so members in threads
+        suppress concurrently).
+        """
         img_metas = [s.metainfo for s in batch_data_samples]
-        return self.head_of(i).predict_by_feat(*outs, batch_img_metas=img_metas, rescale=rescale)
+        head = self.head_of(i)
+        return head.predict_by_feat(*outs, batch_img_metas=img_metas,
+                                    cfg=resolve_nms_cfg(head.test_cfg), rescale=rescale)
 
     def fuse_members(self, members: Sequence[InstanceList], batch_data_samples: SampleList,
                      rescale: bool = False) -> InstanceList:

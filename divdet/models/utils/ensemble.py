@@ -34,6 +34,8 @@ from mmcv.ops import batched_nms
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from divdet.models.utils.nms import nms
+
 CONF_TYPES = ('avg', 'max', 'box_and_model_avg', 'absent_model_aware_avg')
 
 
@@ -409,7 +411,7 @@ def fuse_batch(results: Sequence[Sequence[InstanceData]], img_shapes: Sequence[S
             union = InstanceData.cat(list(r))
             if kind == 'nms' and len(union) > 0:
                 _, keep = batched_nms(union.bboxes, union.scores, union.labels,
-                                      dict(type='nms', iou_threshold=cfg.get('iou_thr', 0.5)))
+                                      dict(type=nms, iou_threshold=cfg.get('iou_thr', 0.5)))
                 union = union[keep]
             fused.append(union)
     return [f[f.scores.topk(max_per_img).indices] if len(f) > max_per_img else f for f in fused]
