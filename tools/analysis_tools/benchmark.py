@@ -4,8 +4,7 @@ Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
         [--train-batch 8] [--executions seq threads grouped] [--wbf-images 32]
         [--wbf-classes 80] [--device cpu] [--amp] [--layouts nchw channels-last]
-        [--forward-only]
-        [--default-malloc] [--skip-models | --skip-wbf]
+        [--forward-only] [--default-malloc] [--skip-models | --skip-wbf]
 
 Everything is measured in one run, variants interleaved round-robin so that
 machine noise hits them alike, each variant in its own process (so that one
@@ -200,10 +199,11 @@ def bench_models(cfg: Config, args) -> None:
     executions = {'seq': 'sequential', 'threads': 'threads', 'grouped': 'grouped'}
     variants = {}  # name -> (S, member_execution, channels_last)
     for layout in args.layouts:
-        suffix = ' cl' if layout == 'channels-last' else ''
-        variants[f'S=1{suffix}'] = (1, 'sequential', bool(suffix))
+        channels_last = layout == 'channels-last'
+        suffix = ' cl' if channels_last else ''
+        variants[f'S=1{suffix}'] = (1, 'sequential', channels_last)
         for short in args.executions:
-            variants[f'S=2 {short}{suffix}'] = (2, executions[short], bool(suffix))
+            variants[f'S=2 {short}{suffix}'] = (2, executions[short], channels_last)
     base = next(iter(variants))
     ctx = multiprocessing.get_context('spawn')
     procs = {name: _Variant(ctx, args, *variant) for name, variant in variants.items()}

@@ -54,10 +54,10 @@ def resolve_nms_cfg(cfg: Optional[dict]) -> Optional[dict]:
     ``cfg`` is a head's ``test_cfg`` (``nms=dict(type=..., iou_threshold=...)``);
     it is not changed. ``None`` and configs without an mmcv ``'nms'`` stay as given.
     """
-    if not cfg or not isinstance(cfg.get('nms'), dict) or cfg['nms'].get('type', 'nms') != 'nms':
-        return cfg
-    if cfg['nms'].get('offset', 0) != 0:
+    nms_cfg = cfg.get('nms') if cfg else None
+    if (not isinstance(nms_cfg, dict) or nms_cfg.get('type', 'nms') != 'nms'
+            or nms_cfg.get('offset', 0) != 0):
         return cfg
     out = cfg.copy()
-    out['nms'] = dict(cfg['nms'], type=nms)
+    out['nms'] = dict(nms_cfg, type=nms)
     return out
