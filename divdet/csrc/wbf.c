@@ -1,70 +1,198 @@
 /*
- * The sequential part of Weighted Boxes Fusion on the host: greedy clustering of
- * every (image, label) group's boxes in visiting order (descending weighted
- * score). divdet/models/utils/ensemble.py prepares the rows, calls this through
- * ctypes, and computes the clusters' scores from the assignment; its torch loop
- * is the same computation (same operations in the same order, so the results
- * are bitwise equal; tested) and is used where this library is not built or the
- * boxes are on an accelerator.
+ * Weighted Boxes Fusion on the host, for a batch of images, in one call:
+ * pre-filtering, grouping by (image, label), greedy clustering in visiting
+ * order, the clusters' confidences and the per-image output order.
+ *
+ * divdet/models/utils/ensemble.py validates the input, calls this through
+ * ctypes (which releases the GIL for the call) for tensors on the CPU, and
+ * splits the result per image. Its torch implementation, used for tensors on
+ * an accelerator, is the same computation: the same float64 operations in the
+ * same order, so that the two agree bitwise wherever the model weights are
+ * all 1 (tested; with other weights their sums may round differently in the
+ * last bit).
  *
  * A plain C function with no Python API, so the build needs only a C compiler;
  * the module init below only makes the file a valid extension module.
  */
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+enum { CONF_AVG = 0, CONF_MAX = 1, CONF_BOX_AND_MODEL_AVG = 2, CONF_ABSENT_MODEL_AWARE_AVG = 3 };
+
+typedef struct {  /* a kept box */
+  int64_t image, label, index, model;
+  double box[4], wscore, weight;
+} Box;
+
+typedef struct {  /* a fused box */
+  int64_t image, label, group_first, rank;
+  double box[4], score;
+} Cluster;
+
+/* (image, label) groups, each in visiting order: descending weighted score,
+ * ties in reverse input order. */
+static int visit_order(const void *pa, const void *pb) {
+  const Box *a = pa, *b = pb;
+  if (a->image != b->image) return a->image < b->image ? -1 : 1;
+  if (a->label != b->label) return a->label < b->label ? -1 : 1;
+  if (a->wscore != b->wscore) return a->wscore > b->wscore ? -1 : 1;
+  return a->index > b->index ? -1 : (a->index < b->index);
+}
+
+/* Per image, descending score; ties in reverse order of the clusters'
+ * concatenation (groups by first appearance, clusters by creation), which is
+ * what ensemble-boxes' argsort()[::-1] gives. */
+static int output_order(const void *pa, const void *pb) {
+  const Cluster *a = pa, *b = pb;
+  if (a->image != b->image) return a->image < b->image ? -1 : 1;
+  if (a->score != b->score) return a->score > b->score ? -1 : 1;
+  if (a->group_first != b->group_first) return a->group_first > b->group_first ? -1 : 1;
+  return a->rank > b->rank ? -1 : (a->rank < b->rank);
+}
+
+static double clamp01(double x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
+
 /*
- * rows:         (num_groups * steps, 7) float64, row g * steps + j is the j-th
- *               box of group g: x1 y1 x2 y2, weighted score, model weight, model
- *               (rows j >= sizes[g] are padding and never read)
- * sizes:        (num_groups,) boxes per group, each <= steps
- * iou_thr:      a box joins the cluster whose fused box it overlaps most if that
- *               IoU is > iou_thr, else it starts a cluster
- * fused:        out, (num_groups * steps, 4): fused box of cluster c of group g
- *               at g * steps + c; entries beyond the group's clusters are 0
- * sums:         scratch, (num_groups * steps, 5)
- * assign:       out, (num_groups * steps,): cluster of the j-th box of group g
- * num_clusters: out, (num_groups,)
+ * counts:      (num_images * num_models,) boxes of model t in image j at
+ *              j * num_models + t; the inputs hold them in that order
+ * boxes:       (n, 4) x1 y1 x2 y2 normalised to [0, 1] (swapped and clipped here)
+ * scores:      (n,);  labels: (n,)
+ * weights:     (num_models,)
+ * conf_type:   one of the CONF_* values
+ * out_boxes, out_scores, out_labels: (n, 4), (n,), (n,): the fused boxes of
+ *              every image, image after image
+ * out_counts:  (num_images,) fused boxes per image
+ * returns the number of fused boxes, or -1 if memory ran out
  */
-void divdet_wbf_cluster(int64_t num_groups, int64_t steps, const int64_t *sizes,
-                        const double *rows, double iou_thr, double *fused, double *sums,
-                        int64_t *assign, int64_t *num_clusters) {
-  memset(fused, 0, sizeof(double) * 4 * num_groups * steps);
-  memset(sums, 0, sizeof(double) * 5 * num_groups * steps);
-  for (int64_t g = 0; g < num_groups; ++g) {
-    const double *r = rows + 7 * g * steps;
-    double *f = fused + 4 * g * steps;
-    double *s = sums + 5 * g * steps;
-    int64_t clusters = 0;
-    for (int64_t j = 0; j < sizes[g]; ++j, r += 7) {
-      const double area_b = (r[2] - r[0]) * (r[3] - r[1]);
+int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts,
+                   const double *boxes, const double *scores, const int64_t *labels,
+                   const double *weights, double iou_thr, double skip_box_thr, int conf_type,
+                   int allows_overflow, double *out_boxes, double *out_scores,
+                   int64_t *out_labels, int64_t *out_counts) {
+  int64_t n = 0;
+  for (int64_t k = 0; k < num_images * num_models; ++k) n += counts[k];
+  memset(out_counts, 0, sizeof(int64_t) * num_images);
+  double weight_total = 0.0, weight_max = 0.0;
+  for (int64_t t = 0; t < num_models; ++t) {
+    weight_total += weights[t];
+    if (t == 0 || weights[t] > weight_max) weight_max = weights[t];
+  }
+  Box *kept = malloc(sizeof(Box) * (n ? n : 1));
+  Cluster *clusters = malloc(sizeof(Cluster) * (n ? n : 1));
+  double *sums = malloc(sizeof(double) * 8 * (n ? n : 1));  /* s*box (4), s, max s, w, count */
+  unsigned char *present = calloc((size_t)(n ? n : 1) * (num_models ? num_models : 1), 1);
+  if (!kept || !clusters || !sums || !present) {
+    free(kept), free(clusters), free(sums), free(present);
+    return -1;
+  }
+
+  /* prefilter_boxes: swap, clip, drop low scores and empty boxes */
+  int64_t num_kept = 0, i = 0;
+  for (int64_t j = 0; j < num_images; ++j) {
+    for (int64_t t = 0; t < num_models; ++t) {
+      for (int64_t e = 0; e < counts[j * num_models + t]; ++e, ++i) {
+        const double *b = boxes + 4 * i;
+        const double x1 = clamp01(b[0] < b[2] ? b[0] : b[2]);
+        const double x2 = clamp01(b[0] < b[2] ? b[2] : b[0]);
+        const double y1 = clamp01(b[1] < b[3] ? b[1] : b[3]);
+        const double y2 = clamp01(b[1] < b[3] ? b[3] : b[1]);
+        if (!(scores[i] >= skip_box_thr) || (x2 - x1) * (y2 - y1) == 0) continue;
+        Box *k = kept + num_kept++;
+        k->image = j, k->label = labels[i], k->index = i, k->model = t;
+        k->box[0] = x1, k->box[1] = y1, k->box[2] = x2, k->box[3] = y2;
+        k->weight = weights[t];
+        k->wscore = scores[i] * weights[t];
+      }
+    }
+  }
+  qsort(kept, num_kept, sizeof(Box), visit_order);
+
+  /* greedy clustering, group by group; a box joins the cluster whose current
+   * fused box overlaps it most (the first maximum) if that IoU > iou_thr */
+  int64_t num_clusters = 0;
+  for (int64_t start = 0, end; start < num_kept; start = end) {
+    int64_t group_first = kept[start].index;
+    for (end = start + 1; end < num_kept && kept[end].image == kept[start].image &&
+                          kept[end].label == kept[start].label; ++end)
+      if (kept[end].index < group_first) group_first = kept[end].index;
+    Cluster *f = clusters + num_clusters;
+    double *s = sums + 8 * num_clusters;
+    unsigned char *p = present + num_clusters * num_models;
+    int64_t made = 0;
+    for (const Box *r = kept + start; r < kept + end; ++r) {
+      const double *rb = r->box;
+      const double area_b = (rb[2] - rb[0]) * (rb[3] - rb[1]);
       int64_t best = -1;
       double best_iou = 0.0;
-      for (int64_t c = 0; c < clusters; ++c) {
-        const double *fc = f + 4 * c;
-        double w = (fc[2] < r[2] ? fc[2] : r[2]) - (fc[0] > r[0] ? fc[0] : r[0]);
-        double h = (fc[3] < r[3] ? fc[3] : r[3]) - (fc[1] > r[1] ? fc[1] : r[1]);
+      for (int64_t c = 0; c < made; ++c) {
+        const double *fc = f[c].box;
+        double w = (fc[2] < rb[2] ? fc[2] : rb[2]) - (fc[0] > rb[0] ? fc[0] : rb[0]);
+        double h = (fc[3] < rb[3] ? fc[3] : rb[3]) - (fc[1] > rb[1] ? fc[1] : rb[1]);
         w = w > 0 ? w : 0;
         h = h > 0 ? h : 0;
         const double inter = w * h;
         const double area = (fc[2] - fc[0]) * (fc[3] - fc[1]);
         const double iou = inter / (area + area_b - inter);
-        if (best < 0 || iou > best_iou) { /* the first maximum, as torch.max */
-          best = c;
-          best_iou = iou;
-        }
+        if (best < 0 || iou > best_iou) best = c, best_iou = iou;
       }
       const int new_cluster = best < 0 || best_iou <= iou_thr;
-      const int64_t k = new_cluster ? clusters++ : best;
-      double *sk = s + 5 * k;
-      for (int i = 0; i < 4; ++i) sk[i] += r[4] * r[i];
-      sk[4] += r[4];
-      for (int i = 0; i < 4; ++i) f[4 * k + i] = new_cluster ? r[i] : sk[i] / sk[4];
-      assign[g * steps + j] = k;
+      const int64_t k = new_cluster ? made++ : best;
+      double *sk = s + 8 * k;
+      if (new_cluster) {
+        f[k].image = r->image, f[k].label = r->label;
+        f[k].group_first = group_first, f[k].rank = k;
+        for (int c = 0; c < 8; ++c) sk[c] = 0.0;
+      }
+      for (int c = 0; c < 4; ++c) sk[c] += r->wscore * rb[c];
+      sk[4] += r->wscore;
+      sk[5] = r->wscore > sk[5] ? r->wscore : sk[5];
+      sk[6] += r->weight;
+      sk[7] += 1.0;
+      p[k * num_models + r->model] = 1;
+      for (int c = 0; c < 4; ++c) f[k].box[c] = new_cluster ? rb[c] : sk[c] / sk[4];
     }
-    num_clusters[g] = clusters;
+    num_clusters += made;
   }
+
+  /* the clusters' confidences (ensemble-boxes' conf_type rules) */
+  for (int64_t c = 0; c < num_clusters; ++c) {
+    const double *s = sums + 8 * c;
+    const unsigned char *p = present + c * num_models;
+    const double count = s[7];
+    double conf;
+    if (conf_type == CONF_MAX) {
+      conf = s[5] / weight_max;
+    } else {
+      conf = s[4] / (count > 1 ? count : 1);
+      if (conf_type == CONF_BOX_AND_MODEL_AVG) {
+        double models = 0.0;
+        for (int64_t t = 0; t < num_models; ++t) models += p[t] ? weights[t] : 0.0;
+        conf = conf * count / (s[6] > 1e-12 ? s[6] : 1e-12);
+        conf = conf * models / weight_total;
+      } else if (conf_type == CONF_ABSENT_MODEL_AWARE_AVG) {
+        double absent = 0.0;
+        for (int64_t t = 0; t < num_models; ++t) absent += p[t] ? 0.0 : weights[t];
+        conf = conf * count / (s[6] + absent);
+      } else if (!allows_overflow) {
+        conf = conf * (count < num_models ? count : (double)num_models) / weight_total;
+      } else {
+        conf = conf * count / weight_total;
+      }
+    }
+    clusters[c].score = conf;
+  }
+
+  qsort(clusters, num_clusters, sizeof(Cluster), output_order);
+  for (int64_t c = 0; c < num_clusters; ++c) {
+    memcpy(out_boxes + 4 * c, clusters[c].box, sizeof(double) * 4);
+    out_scores[c] = clusters[c].score;
+    out_labels[c] = clusters[c].label;
+    out_counts[clusters[c].image] += 1;
+  }
+  free(kept), free(clusters), free(sums), free(present);
+  return num_clusters;
 }
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wbf", NULL, -1, NULL};

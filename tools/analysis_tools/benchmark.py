@@ -24,7 +24,7 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
 - with ``--amp`` inference runs under fp16 autocast and training with
   AmpOptimWrapper; ``--forward-only`` times the network without decoding/NMS/fusion;
 - WBF time per image, ensemble-boxes (numpy) against divdet's WBF batched over
-  ``--wbf-images`` images (on the CPU its clustering loop runs in C;
+  ``--wbf-images`` images (on the CPU it runs in C;
   ``DIVDET_WBF_KERNEL=torch`` times the torch loop), for 2 and 4 members x 200
   boxes per image, after checking that both give the same boxes, scores and
   labels. Variant processes run with glibc's large allocations kept in the heap

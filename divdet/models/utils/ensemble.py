@@ -9,14 +9,15 @@ tensors' own device and returns integer labels; bad input raises ``ValueError``
 instead of calling ``exit()``.
 
 Clustering is sequential by nature (a box joins the cluster whose *current* fused
-box overlaps it most). Everything around it (filtering, grouping by image and
-label, ordering, the clusters' scores) is batched torch code. The loop itself runs
-in C for tensors on the CPU (``divdet/csrc/wbf.c``, built by ``setup.py`` and
-called through ctypes: a torch op costs microseconds, and a large label group
-needs hundreds of dependent steps), and otherwise in torch, one step per box of
-the largest group with every (image, label) group processed at once. Both loops do
-the same float64 operations in the same order and give bitwise equal results
-(tested); ``DIVDET_WBF_KERNEL=torch`` forces the torch loop.
+box overlaps it most). For tensors on the CPU the whole fusion runs in C
+(``divdet/csrc/wbf.c``, built by ``setup.py`` and called through ctypes, which
+releases the GIL): one call per batch, since a torch op costs microseconds and a
+large label group needs hundreds of dependent steps. Elsewhere (GPU) it is batched
+torch code: filtering, grouping by image and label, ordering and the clusters'
+scores at once, and the loop one step per box of the largest group with every
+(image, label) group processed together. Both do the same float64 operations in
+the same order and agree bitwise with unit model weights (tested);
+``DIVDET_WBF_KERNEL=torch`` forces the torch path on the CPU.
 
 Ties: boxes of equal weighted score are visited in reverse input order, which is
 what numpy's ``argsort()[::-1]`` does for up to 16 boxes of a label; for more tied
@@ -118,6 +119,9 @@ def batched_weighted_boxes_fusion(
         return [empty for _ in range(num_images)]
     w = torch.ones(num_models, dtype=dtype, device=device) if weights is None else \
         torch.as_tensor(weights, dtype=dtype, device=device)
+    if _HOST_KERNEL is not None and device.type == 'cpu':
+        return _fuse_host(boxes, scores, labels, w, iou_thr, skip_box_thr, conf_type,
+                          allows_overflow)
 
     # -- prefilter_boxes: image-major, then model, then box order --------------------
     flat = [(j, t) for j in range(num_images) for t in range(num_models)]
@@ -157,11 +161,11 @@ def batched_weighted_boxes_fusion(
     rank = torch.empty_like(by_size)
     rank[by_size] = torch.arange(num_groups, device=device)
     proc = rank[group]  # processing slot of every box's group
-    # (slot asc, weighted score desc) in one stable sort of reversed input order;
-    # scores lie in [0, span), so the composite key keeps slots apart.
-    span = float(wscore.max()) + 1.0
+    # (slot asc, weighted score desc): stable sorts of reversed input order, by
+    # score, then by slot (exact; a composite float key would merge close scores).
     order = torch.arange(n - 1, -1, -1, device=device)
-    order = order[torch.sort((proc.to(dtype) * (2 * span) - wscore)[order], stable=True).indices]
+    order = order[torch.sort(wscore[order], descending=True, stable=True).indices]
+    order = order[torch.sort(proc[order], stable=True).indices]
     sizes = per_group[by_size]
     steps = int(sizes[0])
     pos = torch.arange(n, device=device) - (torch.cumsum(sizes, 0) - sizes)[proc[order]]
@@ -169,11 +173,8 @@ def batched_weighted_boxes_fusion(
     slot[proc[order], pos] = order
     active = torch.bincount(sizes, minlength=steps + 1).flip(0).cumsum(0).flip(0).tolist()
 
-    # -- greedy clustering: C on the host, else every group in parallel in torch ----
-    if _HOST_KERNEL is not None and device.type == 'cpu':
-        fused, assign, num_clusters = _cluster_host(packed, slot, sizes, iou_thr)
-    else:
-        fused, assign, num_clusters = _cluster_torch(packed, slot, active, iou_thr)
+    # -- greedy clustering: every group in parallel, one step per box of the largest ---
+    fused, assign, num_clusters = _cluster_torch(packed, slot, active, iou_thr)
 
     # Per-cluster statistics from the assignment, once (index_add_ adds in index
     # order: each cluster's boxes in visiting order, as the loop would).
@@ -212,15 +213,14 @@ def batched_weighted_boxes_fusion(
             conf = conf * count / w.sum()
     # Clusters in concatenation order (groups by first appearance, clusters by
     # creation), then overall_boxes[:, 1].argsort()[::-1] per image: descending
-    # score, ties in reverse order; one stable sort on (image asc, score desc).
+    # score, ties in reverse order: stable sorts by score, then by image.
     valid, fused, conf = valid[rank], fused[rank], conf[rank]
     out_boxes, out_scores = fused[valid], conf[valid]
     out_groups = rows[:, None].expand(-1, steps)[valid]
     out_image, out_labels = group_image[out_groups], group_label[out_groups]
-    rev = torch.arange(len(out_scores) - 1, -1, -1, device=device)
-    span = float(out_scores.max()) + 1.0 if len(out_scores) else 1.0
-    key = out_image.to(dtype) * (2 * span) - out_scores
-    final = rev[torch.sort(key[rev], stable=True).indices]
+    final = torch.arange(len(out_scores) - 1, -1, -1, device=device)
+    final = final[torch.sort(out_scores[final], descending=True, stable=True).indices]
+    final = final[torch.sort(out_image[final], stable=True).indices]
     sizes = torch.bincount(out_image, minlength=num_images).tolist()
     return list(zip(out_boxes[final].split(sizes), out_scores[final].split(sizes),
                     out_labels[final].split(sizes)))
@@ -285,37 +285,60 @@ def _cluster_torch(packed: Tensor, slot: Tensor, active: list[int], iou_thr: flo
     return fused, assign.t(), num_clusters
 
 
-def _cluster_host(packed: Tensor, slot: Tensor, sizes: Tensor, iou_thr: float
-                  ) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`_cluster_torch` by the C library (``divdet/csrc/wbf.c``), CPU tensors."""
-    num_groups, steps = slot.shape
-    rows = packed.index_select(0, slot.clamp(min=0).reshape(-1)).contiguous()
-    sizes = sizes.contiguous()
-    fused = torch.empty((num_groups, steps, 4), dtype=torch.float64)
-    sums = torch.empty((num_groups, steps, 5), dtype=torch.float64)
-    assign = torch.zeros((num_groups, steps), dtype=torch.long)
-    num_clusters = torch.empty(num_groups, dtype=torch.long)
-    _HOST_KERNEL(num_groups, steps, sizes.data_ptr(), rows.data_ptr(), float(iou_thr),
-                 fused.data_ptr(), sums.data_ptr(), assign.data_ptr(), num_clusters.data_ptr())
-    return fused, assign, num_clusters
+def _fuse_host(boxes: Sequence[Sequence[Tensor]], scores: Sequence[Sequence[Tensor]],
+               labels: Sequence[Sequence[Tensor]], w: Tensor, iou_thr: float,
+               skip_box_thr: float, conf_type: str, allows_overflow: bool
+               ) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """:func:`batched_weighted_boxes_fusion` by the C library (``divdet/csrc/wbf.c``).
+
+    CPU tensors, already validated; one call for the whole batch, so a single
+    image costs a handful of torch ops instead of the torch path's ~60.
+    """
+    num_images, num_models = len(boxes), len(boxes[0])
+    dtype = torch.float64
+    counts = torch.tensor([s.numel() for per_image in scores for s in per_image],
+                          dtype=torch.long)
+    flat_boxes = torch.cat([b.reshape(-1, 4) for per_image in boxes for b in per_image]
+                           ).to(dtype).contiguous()
+    flat_scores = torch.cat([s.reshape(-1) for per_image in scores for s in per_image]
+                            ).to(dtype).contiguous()
+    flat_labels = torch.cat([lab.reshape(-1) for per_image in labels for lab in per_image]
+                            ).long().contiguous()
+    w = w.contiguous()
+    n = len(flat_scores)
+    out_boxes = torch.empty((n, 4), dtype=dtype)
+    out_scores = torch.empty(n, dtype=dtype)
+    out_labels = torch.empty(n, dtype=torch.long)
+    out_counts = torch.empty(num_images, dtype=torch.long)
+    total = _HOST_KERNEL(num_images, num_models, counts.data_ptr(), flat_boxes.data_ptr(),
+                         flat_scores.data_ptr(), flat_labels.data_ptr(), w.data_ptr(),
+                         float(iou_thr), float(skip_box_thr), CONF_TYPES.index(conf_type),
+                         int(allows_overflow), out_boxes.data_ptr(), out_scores.data_ptr(),
+                         out_labels.data_ptr(), out_counts.data_ptr())
+    if total < 0:
+        raise MemoryError(f'Weighted Boxes Fusion could not allocate memory for {n} boxes')
+    sizes = out_counts.tolist()
+    return list(zip(out_boxes[:total].split(sizes), out_scores[:total].split(sizes),
+                    out_labels[:total].split(sizes)))
 
 
 def _load_host_kernel():
-    """``divdet_wbf_cluster`` from the compiled ``divdet._wbf`` (setup.py), or None."""
+    """``divdet_wbf`` from the compiled ``divdet._wbf`` (setup.py), or None."""
     try:
         spec = importlib.util.find_spec('divdet._wbf')
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.origin or os.environ.get('DIVDET_WBF_KERNEL') == 'torch':
         return None
-    fn = ctypes.CDLL(spec.origin).divdet_wbf_cluster
-    fn.restype = None
-    fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                   ctypes.c_double] + [ctypes.c_void_p] * 4
+    fn = ctypes.CDLL(spec.origin).divdet_wbf
+    fn.restype = ctypes.c_int64
+    fn.argtypes = ([ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 5 +
+                   [ctypes.c_double, ctypes.c_double, ctypes.c_int, ctypes.c_int] +
+                   [ctypes.c_void_p] * 4)
     return fn
 
 
-#: The compiled clustering loop, None where divdet was installed without it.
+#: The compiled WBF, None where divdet was installed without it.
 _HOST_KERNEL = _load_host_kernel()
 
 

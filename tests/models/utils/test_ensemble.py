@@ -13,7 +13,7 @@ from divdet.models.utils.ensemble import fuse_member_results, weighted_boxes_fus
 
 @pytest.fixture(params=['c', 'torch'])
 def loop(request, monkeypatch):
-    """Run a test with WBF's C clustering loop on the host, and with its torch loop."""
+    """Run a test with WBF in C (CPU tensors' default) and with the torch path (GPU's)."""
     if request.param == 'torch':
         monkeypatch.setattr(ensemble, '_HOST_KERNEL', None)
     return request.param
@@ -151,15 +151,16 @@ def test_batched_matches_per_image_ensemble_boxes(loop):
         assert np.all(np.diff(scores.numpy()) <= 0)  # sorted by descending score
 
 
-def test_the_c_loop_is_built():
+def test_the_c_wbf_is_built():
     assert ensemble._HOST_KERNEL is not None, (
-        'divdet was installed without divdet/_wbf (WBF\'s C loop); '
+        'divdet was installed without divdet/_wbf (WBF in C); '
         'reinstall with `pip install --no-build-isolation -e .`')
 
 
 @pytest.mark.parametrize('num_labels,ties', [(1, False), (3, True), (80, False)])
-def test_c_and_torch_loops_are_bitwise_equal(monkeypatch, num_labels, ties):
-    """Large groups (hundreds of sequential steps) over a batch of images."""
+def test_c_and_torch_paths_are_bitwise_equal(monkeypatch, num_labels, ties):
+    """Large groups (hundreds of sequential steps) over a batch of images; with ties
+    (scores a rounding error apart must keep their order)."""
     from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
     rng = np.random.default_rng(num_labels)
     cases = [_random_case(rng, 2, 200, num_labels, ties=ties, empty_member=(j == 1))
