@@ -83,10 +83,14 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
   Cluster *clusters = malloc(sizeof(Cluster) * (n ? n : 1));
   double *sums = malloc(sizeof(double) * 8 * (n ? n : 1));  /* s*box (4), s, max s, w, count */
   unsigned char *present = calloc((size_t)(n ? n : 1) * (num_models ? num_models : 1), 1);
-  if (!kept || !clusters || !sums || !present) {
-    free(kept), free(clusters), free(sums), free(present);
+  /* a group's clusters, one array per coordinate (so the IoU loop vectorises) */
+  double *fx = malloc(sizeof(double) * 6 * (n ? n : 1));
+  if (!kept || !clusters || !sums || !present || !fx) {
+    free(kept), free(clusters), free(sums), free(present), free(fx);
     return -1;
   }
+  double *fy = fx + n, *fx2 = fx + 2 * n, *fy2 = fx + 3 * n, *farea = fx + 4 * n,
+         *ious = fx + 5 * n;
 
   /* prefilter_boxes: swap, clip, drop low scores and empty boxes */
   int64_t num_kept = 0, i = 0;
@@ -124,19 +128,18 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
     for (const Box *r = kept + start; r < kept + end; ++r) {
       const double *rb = r->box;
       const double area_b = (rb[2] - rb[0]) * (rb[3] - rb[1]);
-      int64_t best = -1;
-      double best_iou = 0.0;
       for (int64_t c = 0; c < made; ++c) {
-        const double *fc = f[c].box;
-        double w = (fc[2] < rb[2] ? fc[2] : rb[2]) - (fc[0] > rb[0] ? fc[0] : rb[0]);
-        double h = (fc[3] < rb[3] ? fc[3] : rb[3]) - (fc[1] > rb[1] ? fc[1] : rb[1]);
+        double w = (fx2[c] < rb[2] ? fx2[c] : rb[2]) - (fx[c] > rb[0] ? fx[c] : rb[0]);
+        double h = (fy2[c] < rb[3] ? fy2[c] : rb[3]) - (fy[c] > rb[1] ? fy[c] : rb[1]);
         w = w > 0 ? w : 0;
         h = h > 0 ? h : 0;
         const double inter = w * h;
-        const double area = (fc[2] - fc[0]) * (fc[3] - fc[1]);
-        const double iou = inter / (area + area_b - inter);
-        if (best < 0 || iou > best_iou) best = c, best_iou = iou;
+        ious[c] = inter / (farea[c] + area_b - inter);
       }
+      int64_t best = made ? 0 : -1;
+      double best_iou = made ? ious[0] : 0.0;
+      for (int64_t c = 1; c < made; ++c)  /* the first maximum, as torch.max */
+        if (ious[c] > best_iou) best = c, best_iou = ious[c];
       const int new_cluster = best < 0 || best_iou <= iou_thr;
       const int64_t k = new_cluster ? made++ : best;
       double *sk = s + 8 * k;
@@ -152,6 +155,8 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
       sk[7] += 1.0;
       p[k * num_models + r->model] = 1;
       for (int c = 0; c < 4; ++c) f[k].box[c] = new_cluster ? rb[c] : sk[c] / sk[4];
+      fx[k] = f[k].box[0], fy[k] = f[k].box[1], fx2[k] = f[k].box[2], fy2[k] = f[k].box[3];
+      farea[k] = (fx2[k] - fx[k]) * (fy2[k] - fy[k]);
     }
     num_clusters += made;
   }
@@ -191,7 +196,7 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
     out_labels[c] = clusters[c].label;
     out_counts[clusters[c].image] += 1;
   }
-  free(kept), free(clusters), free(sums), free(present);
+  free(kept), free(clusters), free(sums), free(present), free(fx);
   return num_clusters;
 }
 

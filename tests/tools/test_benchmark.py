@@ -5,7 +5,7 @@ import re
 def test_benchmark_table(tool):
     out = tool('tools/analysis_tools/benchmark.py',
                'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py', '--repeats', '1',
-               '--batch-sizes', '1', '--train-batch', '2', '--wbf-images', '2').stdout
+               '--batch-sizes', '1', '--train-batch', '2', '--wbf-images', '1', '2').stdout
     assert 'one process per variant' in out and 'glibc malloc: MALLOC_MMAP_THRESHOLD_' in out
     header = next(line for line in out.splitlines() if line.startswith('what'))
     for name in ('S=1', 'S=2 seq', 'S=2 threads', 'S=2 grouped', 'threads / S=1'):
@@ -18,8 +18,9 @@ def test_benchmark_table(tool):
         assert ratios == [round(t / times[0], 2) for t in times[1:]] or \
             all(abs(r - t / times[0]) < 0.01 for r, t in zip(ratios, times[1:]))
     # WBF: results are compared with ensemble-boxes before timing (exit 1 if not equal)
-    wbf = [line.split() for line in out.splitlines() if re.match(r'^[24]\s+[\d.]+ms', line)]
-    assert [row[0] for row in wbf] == ['2', '4']
+    wbf = [line.split() for line in out.splitlines()
+           if re.match(r'^\d+\s+[24]\s+[\d.]+ms', line)]
+    assert [row[:2] for row in wbf] == [['1', '2'], ['1', '4'], ['2', '2'], ['2', '4']]
     assert all(float(row[-1]) < 1e-5 for row in wbf)
 
 

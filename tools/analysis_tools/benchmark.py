@@ -2,7 +2,7 @@
 
 Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
-        [--train-batch 8] [--executions seq threads grouped] [--wbf-images 32]
+        [--train-batch 8] [--executions seq threads grouped] [--wbf-images 1 32]
         [--wbf-classes 80] [--device cpu] [--amp] [--layouts nchw channels-last]
         [--forward-only] [--default-malloc] [--skip-models | --skip-wbf]
 
@@ -23,9 +23,9 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   several GB at batch 8: more than four variants may not fit in memory);
 - with ``--amp`` inference runs under fp16 autocast and training with
   AmpOptimWrapper; ``--forward-only`` times the network without decoding/NMS/fusion;
-- WBF time per image, ensemble-boxes (numpy) against divdet's WBF batched over
-  ``--wbf-images`` images (on the CPU it runs in C;
-  ``DIVDET_WBF_KERNEL=torch`` times the torch loop), for 2 and 4 members x 200
+- WBF time per image, ensemble-boxes (numpy, image by image) against divdet's
+  WBF fusing ``--wbf-images`` images per call (1 and 32 by default; on the CPU it
+  runs in C, ``DIVDET_WBF_KERNEL=torch`` times the torch path), for 2 and 4 members x 200
   boxes per image, after checking that both give the same boxes, scores and
   labels. Variant processes run with glibc's large allocations kept in the heap
   (:data:`GLIBC_MALLOC`) unless ``--default-malloc``.
@@ -254,58 +254,68 @@ def bench_wbf(args) -> None:
 
     from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
     kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
-    print(f'\nWBF per image ({args.wbf_images} images, 200 boxes per member, '
-          f'{args.wbf_classes} classes), '
-          f'median of {args.repeats}')
-    print(f"{'members':<10}{'ensemble-boxes':>16}{'divdet':>12}{'speed-up':>10}{'max |diff|':>12}")
-    for num_members in (2, 4):
-        rng = np.random.default_rng(num_members)
-        cases = [_wbf_case(rng, num_members, 200, args.wbf_classes)
-                 for _ in range(args.wbf_images)]
-        tensors = [[[torch.as_tensor(x, device=args.device) for x in m] for m in case]
-                   for case in cases]
-        boxes = [[m[0] for m in c] for c in tensors]
-        scores = [[m[1] for m in c] for c in tensors]
-        labels = [[m[2] for m in c] for c in tensors]
+    print(f'\nWBF per image (200 boxes per member, {args.wbf_classes} classes; divdet fuses '
+          f'a batch of images in one call), median of {args.repeats}')
+    print(f"{'images':<8}{'members':<9}{'ensemble-boxes':>16}{'divdet':>12}{'speed-up':>10}"
+          f"{'max |diff|':>12}")
+    for num_images in args.wbf_images:
+        for num_members in (2, 4):
+            _bench_wbf_case(args, eb_wbf, batched_weighted_boxes_fusion, kwargs, num_images,
+                            num_members)
 
-        def run_eb(cases=cases):
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                return [eb_wbf([m[0] for m in c], [m[1] for m in c], [m[2] for m in c], **kwargs)
-                        for c in cases]
 
-        def run_divdet(boxes=boxes, scores=scores, labels=labels):
-            return batched_weighted_boxes_fusion(boxes, scores, labels, **kwargs)
+def _bench_wbf_case(args, eb_wbf, divdet_wbf, kwargs, num_images: int, num_members: int):
+    rng = np.random.default_rng(num_members)
+    cases = [_wbf_case(rng, num_members, 200, args.wbf_classes) for _ in range(num_images)]
+    tensors = [[[torch.as_tensor(x, device=args.device) for x in m] for m in case]
+               for case in cases]
+    boxes = [[m[0] for m in c] for c in tensors]
+    scores = [[m[1] for m in c] for c in tensors]
+    labels = [[m[2] for m in c] for c in tensors]
 
-        def run_divdet_host(boxes=boxes, scores=scores, labels=labels):
-            host = batched_weighted_boxes_fusion(
-                [[b.cpu() for b in x] for x in boxes], [[b.cpu() for b in x] for x in scores],
-                [[b.cpu() for b in x] for x in labels], **kwargs)
-            return [tuple(t.to(args.device) for t in r) for r in host]
+    def run_eb():
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            return [eb_wbf([m[0] for m in c], [m[1] for m in c], [m[2] for m in c], **kwargs)
+                    for c in cases]
 
-        ref, got = run_eb(), run_divdet()
-        diff = 0.0
-        for (rb, rs, rl), (gb, gs, gl) in zip(ref, got):
-            if len(rb) != len(gb):
-                sys.exit(f'WBF mismatch: {len(rb)} vs {len(gb)} boxes')
-            rows_ref = np.lexsort((rb[:, 0], rl, -rs))
-            rows_got = np.lexsort((gb[:, 0].cpu().numpy(), gl.cpu().numpy(), -gs.cpu().numpy()))
-            diff = max(diff, np.abs(rb[rows_ref] - gb.cpu().numpy()[rows_got]).max(),
-                       np.abs(rs[rows_ref] - gs.cpu().numpy()[rows_got]).max())
-            if not np.array_equal(rl[rows_ref].astype(int), gl.cpu().numpy()[rows_got]):
-                sys.exit('WBF mismatch: labels differ')
-        t_eb, t_dd, t_host = [], [], []
-        for _ in range(args.repeats):
-            t_eb.append(_timed(run_eb, 'cpu') / args.wbf_images)
-            t_dd.append(_timed(run_divdet, args.device) / args.wbf_images)
-            if args.device != 'cpu':
-                t_host.append(_timed(run_divdet_host, args.device) / args.wbf_images)
-        m_eb, m_dd = statistics.median(t_eb) * 1000, statistics.median(t_dd) * 1000
-        print(f'{num_members:<10}{m_eb:>14.2f}ms{m_dd:>10.3f}ms{m_eb / m_dd:>9.1f}x{diff:>12.1e}')
-        if t_host:
-            m_host = statistics.median(t_host) * 1000
-            print(f"{'  host':<10}{'':>16}{m_host:>10.3f}ms{m_eb / m_host:>9.1f}x"
-                  f"  (divdet on the host, from and back to {args.device})")
+    def run_divdet():
+        return divdet_wbf(boxes, scores, labels, **kwargs)
+
+    def run_divdet_host():
+        host = divdet_wbf([[b.cpu() for b in x] for x in boxes],
+                          [[b.cpu() for b in x] for x in scores],
+                          [[b.cpu() for b in x] for x in labels], **kwargs)
+        return [tuple(t.to(args.device) for t in r) for r in host]
+
+    ref, got = run_eb(), run_divdet()
+    diff = 0.0
+    for (rb, rs, rl), (gb, gs, gl) in zip(ref, got):
+        if len(rb) != len(gb):
+            sys.exit(f'WBF mismatch: {len(rb)} vs {len(gb)} boxes')
+        rows_ref = np.lexsort((rb[:, 0], rl, -rs))
+        rows_got = np.lexsort((gb[:, 0].cpu().numpy(), gl.cpu().numpy(), -gs.cpu().numpy()))
+        diff = max(diff, np.abs(rb[rows_ref] - gb.cpu().numpy()[rows_got]).max(),
+                   np.abs(rs[rows_ref] - gs.cpu().numpy()[rows_got]).max())
+        if not np.array_equal(rl[rows_ref].astype(int), gl.cpu().numpy()[rows_got]):
+            sys.exit('WBF mismatch: labels differ')
+    # Short cases are repeated within a sample so that each lasts a few ms.
+    inner = max(1, 32 // num_images)
+    t_eb, t_dd, t_host = [], [], []
+    for _ in range(args.repeats):
+        t_eb.append(_timed(run_eb, 'cpu') / num_images)
+        t_dd.append(_timed(lambda: [run_divdet() for _ in range(inner)], args.device)
+                    / (num_images * inner))
+        if args.device != 'cpu':
+            t_host.append(_timed(lambda: [run_divdet_host() for _ in range(inner)],
+                                 args.device) / (num_images * inner))
+    m_eb, m_dd = statistics.median(t_eb) * 1000, statistics.median(t_dd) * 1000
+    print(f'{num_images:<8}{num_members:<9}{m_eb:>14.2f}ms{m_dd:>10.3f}ms{m_eb / m_dd:>9.1f}x'
+          f'{diff:>12.1e}')
+    if t_host:
+        m_host = statistics.median(t_host) * 1000
+        print(f"{'':<8}{'  host':<9}{'':>16}{m_host:>10.3f}ms{m_eb / m_host:>9.1f}x"
+              f"  (divdet on the host, from and back to {args.device})")
 
 
 def main() -> None:
@@ -314,7 +324,8 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8])
     parser.add_argument('--train-batch', type=int, default=8)
-    parser.add_argument('--wbf-images', type=int, default=32)
+    parser.add_argument('--wbf-images', type=int, nargs='+', default=[1, 32],
+                        help='images per WBF call (a batch is fused in one call)')
     parser.add_argument('--wbf-classes', type=int, default=80,
                         help='labels drawn for the WBF boxes (few labels: long clustering)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
