@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -330,7 +331,14 @@ def _load_host_kernel():
         return None
     if spec is None or not spec.origin or os.environ.get('DIVDET_WBF_KERNEL') == 'torch':
         return None
-    fn = ctypes.CDLL(spec.origin).divdet_wbf
+    try:
+        fn = ctypes.CDLL(spec.origin).divdet_wbf
+    except (OSError, AttributeError) as err:  # an older build, e.g. after a pull
+        warnings.warn(f'{spec.origin} is not a usable build of divdet/csrc/wbf.c ({err}); '
+                      'WBF runs its slower torch path. Rebuild it: '
+                      '`pip install --no-build-isolation -e .` in the divdet checkout',
+                      stacklevel=2)
+        return None
     fn.restype = ctypes.c_int64
     fn.argtypes = ([ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 5 +
                    [ctypes.c_double, ctypes.c_double, ctypes.c_int, ctypes.c_int] +

@@ -157,6 +157,15 @@ def test_the_c_wbf_is_built():
         'reinstall with `pip install --no-build-isolation -e .`')
 
 
+def test_a_stale_c_build_falls_back_to_torch_with_a_warning(monkeypatch):
+    class OldBuild:  # the library of an earlier version: no divdet_wbf symbol
+        divdet_wbf_cluster = None
+
+    monkeypatch.setattr(ensemble.ctypes, 'CDLL', lambda path: OldBuild())
+    with pytest.warns(UserWarning, match='not a usable build.*pip install'):
+        assert ensemble._load_host_kernel() is None
+
+
 @pytest.mark.parametrize('num_labels,ties', [(1, False), (3, True), (80, False)])
 def test_c_and_torch_paths_are_bitwise_equal(monkeypatch, num_labels, ties):
     """Large groups (hundreds of sequential steps) over a batch of images; with ties
