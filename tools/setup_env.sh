@@ -24,10 +24,12 @@ step() { printf '\n[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$*" >&2; exit 1; }
 trap 'fail "command on line $LINENO exited with status $? (see the output above)"' ERR
 
-# A hash of everything that decides the environment: when it matches the stamp
-# and the imports work, there is nothing to do.
+# A hash of everything that decides the environment (divdet's C source included:
+# the editable install builds it): when it matches the stamp and the imports
+# work, there is nothing to do.
 fingerprint() {
-  cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -d' ' -f1
+  cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" \
+    "$ROOT"/divdet/csrc/*.c | sha256sum | cut -d' ' -f1
 }
 
 final_check() {
