@@ -23,7 +23,7 @@ enum { CONF_AVG = 0, CONF_MAX = 1, CONF_BOX_AND_MODEL_AVG = 2, CONF_ABSENT_MODEL
 
 typedef struct {  /* a kept box */
   int64_t image, label, index, model;
-  double box[4], wscore, weight;
+  double box[4], wscore;
 } Box;
 
 typedef struct {  /* a fused box */
@@ -106,7 +106,6 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
         Box *k = kept + num_kept++;
         k->image = j, k->label = labels[i], k->index = i, k->model = t;
         k->box[0] = x1, k->box[1] = y1, k->box[2] = x2, k->box[3] = y2;
-        k->weight = weights[t];
         k->wscore = scores[i] * weights[t];
       }
     }
@@ -151,7 +150,7 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
       for (int c = 0; c < 4; ++c) sk[c] += r->wscore * rb[c];
       sk[4] += r->wscore;
       sk[5] = r->wscore > sk[5] ? r->wscore : sk[5];
-      sk[6] += r->weight;
+      sk[6] += weights[r->model];
       sk[7] += 1.0;
       p[k * num_models + r->model] = 1;
       for (int c = 0; c < 4; ++c) f[k].box[c] = new_cluster ? rb[c] : sk[c] / sk[4];

@@ -250,21 +250,20 @@ def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):
 
 
 def bench_wbf(args) -> None:
-    from ensemble_boxes import weighted_boxes_fusion as eb_wbf
-
-    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
-    kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
     print(f'\nWBF per image (200 boxes per member, {args.wbf_classes} classes; divdet fuses '
           f'a batch of images in one call), median of {args.repeats}')
     print(f"{'images':<8}{'members':<9}{'ensemble-boxes':>16}{'divdet':>12}{'speed-up':>10}"
           f"{'max |diff|':>12}")
     for num_images in args.wbf_images:
         for num_members in (2, 4):
-            _bench_wbf_case(args, eb_wbf, batched_weighted_boxes_fusion, kwargs, num_images,
-                            num_members)
+            _bench_wbf_case(args, num_images, num_members)
 
 
-def _bench_wbf_case(args, eb_wbf, divdet_wbf, kwargs, num_images: int, num_members: int):
+def _bench_wbf_case(args, num_images: int, num_members: int) -> None:
+    from ensemble_boxes import weighted_boxes_fusion as eb_wbf
+
+    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion as divdet_wbf
+    kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
     rng = np.random.default_rng(num_members)
     cases = [_wbf_case(rng, num_members, 200, args.wbf_classes) for _ in range(num_images)]
     tensors = [[[torch.as_tensor(x, device=args.device) for x in m] for m in case]
