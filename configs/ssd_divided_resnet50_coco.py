@@ -7,7 +7,7 @@
 # The neck/head widths below are the undivided (S=1) ones: the divided parts
 # derive member widths from S (divdet/models/utils/division.py).
 #
-# Schedule of the reference (REFERENCE.md): SGD Nesterov, momentum 0.9,
+# Schedule of the reference (Zhao et al., Divide and Co-training, TIP 2022): SGD Nesterov, momentum 0.9,
 # wd 5e-4, lr 2.6e-3 per 32 images, 65 epochs, x0.1 at epochs 43 and 54.
 # The reference trains with AMP: add --amp on a GPU.
 # Reference's exact head layout: --cfg-options model.bbox_head.share_head=True
@@ -125,5 +125,5 @@ custom_hooks = [
     dict(type='NumClassCheckHook'),
     dict(type='CheckInvalidLossHook', interval=50, priority='VERY_LOW')
 ]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=3,
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=5, max_keep_ckpts=3,
                                      save_best='coco/bbox_mAP'))

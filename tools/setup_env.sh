@@ -2,7 +2,7 @@
 # Create divdet's environment (.venv in the checkout) and install everything.
 #
 # Idempotent: a second run checks each step and skips what is already done.
-# Steps follow ../shared/ENVIRONMENT.md:
+# Steps (each verified on the 2-core CPU machines):
 #   1. a virtual environment with setuptools>=77,<82 (mmcv needs pkg_resources);
 #   2. torch 2.14.1 / torchvision 0.29.1;
 #   3. mmcv 2.1.0 built from its source distribution *with ops* (C++20, -O1,

@@ -68,5 +68,5 @@ test_cfg = dict()
 custom_hooks = [dict(type='CoTrainingHook', warmup=3), dict(type='ProgressBarHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(type='SafeCheckpointHook', interval=max_epochs, max_keep_ckpts=1))
 randomness = dict(seed=0)

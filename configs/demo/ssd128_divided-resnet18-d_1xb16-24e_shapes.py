@@ -136,6 +136,6 @@ optim_wrapper = dict(
 custom_hooks = [dict(type='CoTrainingHook', warmup=4), dict(type='ProgressBarHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(type='SafeCheckpointHook', interval=max_epochs, max_keep_ckpts=1))
 log_processor = dict(by_epoch=True)
 randomness = dict(seed=0)  # the README's demo numbers repeat run to run

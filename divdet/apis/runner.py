@@ -8,9 +8,12 @@ chosen from the config's ``default_scope``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import os.path as osp
+import re
 import sys
+import tempfile
 from typing import Callable
 
 from mmengine.config import Config, DictAction
@@ -69,12 +72,26 @@ def load_config(path: str, args: argparse.Namespace) -> Config:
         raise ConfigError(f'{path}: default_scope must be one of {SUPPORTED_SCOPES}, '
                          f'found {scope!r}')
     cfg.default_scope = scope
+    use_safe_checkpoint_hook(cfg)
     configure_distributed(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def use_safe_checkpoint_hook(cfg: Config) -> None:
+    """Save checkpoints with :class:`~divdet.engine.hooks.SafeCheckpointHook`.
+
+    mmengine's ``CheckpointHook`` (what mmdet's and mmpretrain's base configs
+    name) deletes the oldest kept checkpoint before writing the next, so a kill
+    or a full disk in between can leave none. The safe hook takes the same
+    arguments; a config naming another hook type keeps it.
+    """
+    hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if hook is not None and hook.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
+        hook['type'] = 'SafeCheckpointHook'
 
 
 def configure_distributed(cfg: Config) -> None:
@@ -134,8 +151,10 @@ def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
     if not osp.isfile(args.checkpoint):
         raise MissingFileError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg.load_from = args.checkpoint
-    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise ConfigError(f'--out must name a .pkl file, found {args.out!r}')
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ConfigError(f'--out must name a .pkl file, found {args.out!r}')
+        check_writable(args.out, '--out')
     if not (args.show or args.show_dir):
         return
     hooks = cfg.get('default_hooks', {})
@@ -152,6 +171,32 @@ def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
     else:
         vis.enable = True
         vis.out_dir = args.show_dir
+
+
+def check_writable(path: str, what: str) -> None:
+    """Fail now, not after inference and evaluation, if ``path`` cannot be written.
+
+    Creates the missing folders of ``path`` (as the writer would) and checks
+    that a file can be created in the folder.
+
+    Raises:
+        ConfigError: the folder cannot be created or is not writable.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f'{what} {path!r}: cannot create the folder {folder!r} '
+                          f'({err.strerror or err})') from None
+    if osp.isdir(path):
+        raise ConfigError(f'{what} {path!r} is a folder; expected a file name')
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.divdet-write-check.', dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f'{what} {path!r}: cannot write in {folder!r} '
+                          f'({err.strerror or err})') from None
 
 
 def dump_metric(cfg: Config, out: str) -> BaseMetric:
@@ -189,3 +234,50 @@ def run_main(main: Callable[[], None]) -> None:
     except DivdetError as err:
         print(f'divdet: error: {brief(err)}', file=sys.stderr, flush=True)
         sys.exit(2)
+    except TypeError as err:
+        unknown = unknown_config_key(err)
+        if unknown is None:
+            raise
+        print(f'divdet: error: {unknown}', file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+#: A constructor's TypeError for a keyword it does not take.
+_UNKNOWN_KEY = re.compile(r"^(?:\w+\.)*(\w+)\.__init__\(\) got an unexpected keyword argument "
+                          r"'(\w+)'$")
+
+
+def unknown_config_key(err: TypeError) -> str | None:
+    """A one-line message for a config key that a built class does not accept.
+
+    Returns None unless ``err`` was raised by mmengine's ``build_from_cfg``
+    itself, calling the class a config dict names with a keyword its
+    ``__init__`` does not take: exactly a misspelt config (or
+    ``--cfg-options``) key. Any other TypeError is a bug and keeps its
+    traceback.
+    """
+    found = _UNKNOWN_KEY.match(str(err))
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if found is None or tb is None or tb.tb_frame.f_code.co_name != 'build_from_cfg':
+        return None
+    cls = tb.tb_frame.f_locals.get('obj_cls')
+    name, key = found.groups()
+    if not isinstance(cls, type) or cls.__name__ != name:
+        return None
+    params = []
+    for klass in cls.__mro__:  # follow **kwargs up to the class that takes them
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        try:
+            sig = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            break
+        params += [p.name for p in sig if p.name != 'self' and p.name not in params
+                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in sig):
+            break
+    return (f'config key {key!r} is not an argument of {name}; it accepts '
+            f'{", ".join(params)} (check the config and --cfg-options for a misspelt key)')

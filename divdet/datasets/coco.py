@@ -16,19 +16,30 @@ annotation file not valid JSON            :class:`AnnotationError` (line, column
 missing or of the wrong type              :class:`AnnotationError`
 image entry without id/file_name/size     :class:`AnnotationError` (entry index)
 config ``classes`` not among categories   :class:`AnnotationError` (missing names)
+duplicate image or annotation ids         :class:`AnnotationError` (the ids)
+categories in another order than classes  labels follow the config's order (by name)
+annotation without ``iscrowd``/``area``   filled as COCO's result loader does
+                                          (0; bbox width x height), logged once
 annotation with an unknown category id    :class:`AnnotationError` (annotation id)
 bbox not 4 finite numbers                 :class:`AnnotationError` (annotation id)
 degenerate box (w or h < 1, area <= 0)    skipped, counted, logged once
 box entirely outside its image            skipped, counted, logged once
 listed image missing on disk              :class:`ImageError` (count, first paths)
+image unreadable at start-up (0 bytes,
+not an image)                             :class:`ImageError` (count, first paths)
+image size differs from width/height      :class:`AnnotationError` (image, both sizes)
 image unreadable (corrupt) when loaded    :class:`ImageError` (image id, path)
 no images left after filtering            :class:`AnnotationError`
 ========================================  ======================================
 
 Skipping degenerate and out-of-image boxes is what mmdet already does; the
-count is what this class adds. The checks cost one pass over the annotations
-and one ``stat`` per image at start-up (``check_images=False`` turns the
-latter off, e.g. for remote storage).
+count is what this class adds. mmdet maps labels in the order the *file* lists
+its categories, so a file whose categories are in another order than the
+config's ``classes`` would silently permute every label; here label ``i`` is
+always the category named ``classes[i]``. The checks cost one pass over the
+annotations and, per image, reading its header (size, EXIF orientation) at
+start-up (``check_images=False`` turns the latter off, e.g. for remote
+storage).
 """
 from __future__ import annotations
 
@@ -75,6 +86,7 @@ class CheckedCOCO(COCO):
             raise AnnotationError(f'annotation file {annotation_file!r} is not UTF-8 text '
                                   f'({err.reason} at byte {err.start})') from None
         self._validate(dataset, annotation_file)
+        self._fill_defaults(dataset, annotation_file)
         super().__init__(None)
         self.dataset = dataset
         self.createIndex()
@@ -102,9 +114,39 @@ class CheckedCOCO(COCO):
             if not isinstance(cat, dict) or 'id' not in cat or 'name' not in cat:
                 raise AnnotationError(f"{path}: categories[{i}] needs 'id' and 'name', "
                                       f'found {cat!r}')
+        for section in ('images', 'annotations', 'categories'):
+            repeated = _repeated(entry['id'] for entry in dataset[section])
+            if repeated:
+                raise AnnotationError(
+                    f'{path}: {len(repeated)} {section[:-1]} id(s) appear more than once '
+                    f'({first_items(repeated, 5)}); every {section[:-1]} needs its own id')
+
+    @staticmethod
+    def _fill_defaults(dataset, path: str) -> None:
+        """Give annotations without ``iscrowd`` / ``area`` the values COCO's result
+        loader (``COCO.loadRes``) uses: 0 and the bbox area; pycocotools' evaluation
+        would otherwise stop with a ``KeyError`` after the whole inference pass."""
+        filled = {'iscrowd': 0, 'area': 0}
+        for ann in dataset['annotations']:
+            if 'iscrowd' not in ann:
+                ann['iscrowd'] = 0
+                filled['iscrowd'] += 1
+            if 'area' not in ann and _is_box(ann['bbox']):
+                ann['area'] = float(ann['bbox'][2] * ann['bbox'][3])
+                filled['area'] += 1
+        done = [f'{key} in {n}' for key, n in filled.items() if n]
+        if done:
+            print_log(f'{path}: filled missing {" and ".join(done)} annotations as COCO\'s '
+                      'result loader does (iscrowd=0, area=bbox width x height)',
+                      logger='current', level=logging.WARNING)
 
     def get_cat_ids(self, cat_names=[], sup_names=[], cat_ids=[]):
-        """As mmdet's, but every requested class name must be a category name."""
+        """As mmdet's, but every requested class name must be a category name, and
+        the ids come in the order of ``cat_names`` (mmdet's follow the file).
+
+        mmdet's datasets and ``CocoMetric`` turn these ids into labels by
+        position, so the order decides which class each label means.
+        """
         known = [c['name'] for c in self.dataset['categories']]
         missing = [name for name in cat_names if name not in known]
         if missing:
@@ -113,7 +155,56 @@ class CheckedCOCO(COCO):
                 f'{self.annotation_file}: the config\'s classes {first_items(missing)} are not '
                 f'among the file\'s category names {first_items(known, 10)}; set '
                 'metainfo.classes to names from the file')
-        return super().get_cat_ids(cat_names, sup_names, cat_ids)
+        if not cat_names or sup_names or cat_ids:
+            return super().get_cat_ids(cat_names, sup_names, cat_ids)
+        ids = {}
+        for cat in self.dataset['categories']:
+            ids.setdefault(cat['name'], []).append(cat['id'])
+        shared = [f'{name!r} (ids {ids[name]})' for name in cat_names if len(ids[name]) > 1]
+        if shared:
+            raise AnnotationError(f'{self.annotation_file}: several categories share the name '
+                                  f'{first_items(shared)}; the config\'s classes must name one '
+                                  'category each')
+        return [ids[name][0] for name in cat_names]
+
+
+def _repeated(values) -> list:
+    seen, repeated = set(), []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
+
+
+def _is_box(bbox) -> bool:
+    return (isinstance(bbox, (list, tuple)) and len(bbox) == 4
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox))
+
+
+#: EXIF orientations (tag 0x0112) that cv2 undoes by swapping width and height.
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) of the image file as mmcv's cv2 loader returns it.
+
+    Reads the header only. cv2 applies the EXIF orientation, so a transposing
+    orientation swaps the stored width and height.
+
+    Raises:
+        OSError: the file is empty or not an image.
+    """
+    from PIL import Image
+    with Image.open(path) as img:
+        width, height = img.size
+        try:
+            orientation = img.getexif().get(0x0112)
+        except Exception:  # a broken EXIF block: cv2 ignores it as well
+            orientation = None
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        width, height = height, width
+    return width, height
 
 
 @register_dataset
@@ -142,13 +233,13 @@ class CheckedCocoDataset(CocoDataset):
         data_list = super().load_data_list()
         if not data_list:
             raise AnnotationError(f'{self.ann_file}: the file lists no images')
+        if self.check_images:
+            self._check_image_files(data_list)
         for reason, ann_ids in self._skipped.items():
             if ann_ids:
                 print_log(f'{self.ann_file}: skipped {len(ann_ids)} {reason} '
                           f'(annotation ids {first_items(ann_ids)})', logger='current',
                           level=logging.WARNING)
-        if self.check_images:
-            self._check_image_files(data_list)
         return data_list
 
     def _check_image_files(self, data_list: list) -> None:
@@ -158,6 +249,25 @@ class CheckedCocoDataset(CocoDataset):
                 f'{self.ann_file}: {len(missing)} of {len(data_list)} listed images are missing '
                 f'on disk: {first_items(missing)}; check data_root and data_prefix '
                 f'(data_prefix={self.data_prefix!r})')
+        unreadable, resized = [], []
+        for info in data_list:
+            try:
+                size = image_size(info['img_path'])
+            except OSError as err:
+                unreadable.append(f"{info['img_path']} ({_one_line(err)})")
+                continue
+            if size != (info['width'], info['height']):
+                resized.append(f"image id {info['img_id']} ({info['img_path']}): "
+                               f"{info['width']}x{info['height']} in the file, "
+                               f'{size[0]}x{size[1]} on disk')
+        if unreadable:
+            raise ImageError(f'{self.ann_file}: {len(unreadable)} listed images cannot be read: '
+                             f'{first_items(unreadable, sep="; ")}')
+        if resized:
+            raise AnnotationError(
+                f'{self.ann_file}: {len(resized)} images differ in size from their width/height '
+                f'(width x height): {first_items(resized, sep="; ")}; boxes outside the '
+                'recorded size would be dropped. Fix width and height in the file')
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """Check each annotation, count the boxes mmdet skips, then parse as mmdet."""
@@ -172,8 +282,7 @@ class CheckedCocoDataset(CocoDataset):
                                       f'not among the file\'s categories '
                                       f'{first_items(sorted(self._file_cat_ids), 10)}')
             bbox = ann['bbox']
-            if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                    or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+            if not _is_box(bbox):
                 raise AnnotationError(f'{where} has bbox {bbox!r}; expected [x, y, width, height] '
                                       'with 4 finite numbers')
             x, y, w, h = bbox
@@ -214,4 +323,9 @@ class CheckedCocoDataset(CocoDataset):
                 raise  # not an image problem: keep the original error and traceback
             raise ImageError(f'{self.ann_file}: image id {info["img_id"]} ({path}) could not be '
                              'decoded; the file is corrupt or not an image '
-                             f'({type(err).__name__}: {err})') from None
+                             f'({type(err).__name__}: {_one_line(err)})') from None
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (cv2's span several)."""
+    return ' '.join(str(err).split()) or type(err).__name__

@@ -9,8 +9,10 @@ from .checkpoint import (
 from .errors import (
                      AnnotationError,
                      CheckpointMismatchError,
+                     CheckpointWriteError,
                      ConfigError,
                      DivdetError,
+                     FusionInputError,
                      ImageError,
                      MissingFileError,
                      NonFiniteLossError,
@@ -20,6 +22,7 @@ from .versions import SUPPORTED_VERSIONS, check_dependencies
 __all__ = [
     'ALLOWED_CHECKPOINT_GLOBALS', 'AtomicLocalBackend', 'UnsafeCheckpointError',
     'install_checkpoint_safety', 'load_from_local_safe', 'SUPPORTED_VERSIONS',
-    'check_dependencies', 'AnnotationError', 'CheckpointMismatchError', 'ConfigError',
-    'DivdetError', 'ImageError', 'MissingFileError', 'NonFiniteLossError'
+    'check_dependencies', 'AnnotationError', 'CheckpointMismatchError', 'CheckpointWriteError',
+    'ConfigError',
+    'DivdetError', 'FusionInputError', 'ImageError', 'MissingFileError', 'NonFiniteLossError'
 ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import os.path as osp
 import pickle
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Union
@@ -27,6 +26,8 @@ import torch
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from divdet.utils.errors import DivdetError
 
 
 def _numpy_globals() -> list:
@@ -63,7 +64,7 @@ def restricted_getattr(obj: Any, name: str) -> Any:
 ALLOWED_CHECKPOINT_GLOBALS: list = [HistoryBuffer, *_numpy_globals()]
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(DivdetError, pickle.UnpicklingError):
     """A checkpoint references an object that is not on the allow-list."""
 
 
@@ -103,21 +104,48 @@ def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
+    if osp.getsize(filename) == 0:
+        raise UnsafeCheckpointError(f'{filename!r} is not a readable torch checkpoint: the file is '
+                                    'empty (0 bytes)')
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r'WeightsUnpickler error: ([^\n]*)', str(exc))
-        reason = found.group(1).split('. Please use')[0] if found else str(exc).splitlines()[-1]
+        reason = _unpickler_reason(str(exc))
+        if 'GLOBAL' not in reason and 'getattr' not in reason:
+            raise UnsafeCheckpointError(
+                f'{filename!r} is not a readable torch checkpoint (truncated, corrupt or not '
+                f'written by torch.save): {reason}') from None
         raise UnsafeCheckpointError(
             f'refused to load checkpoint {filename!r}: {reason}. divdet loads only '
             f'tensors, containers and these types: {_allowed_names()}. '
             'If you trust the file, convert it to a '
             'plain state dict first, e.g. torch.save({"state_dict": '
-            'torch.load(path, weights_only=False)["state_dict"]}, new_path).') from exc
-    except RuntimeError as exc:
+            'torch.load(path, weights_only=False)["state_dict"]}, new_path).') from None
+    except (RuntimeError, EOFError, ValueError) as exc:
         raise UnsafeCheckpointError(
-            f'{filename!r} is not a readable torch checkpoint (truncated or not '
-            f'written by torch.save): {exc}') from exc
+            f'{filename!r} is not a readable torch checkpoint (truncated, corrupt or not '
+            f'written by torch.save): {_unpickler_reason(str(exc)) or type(exc).__name__}'
+        ) from None
+
+
+#: Paragraphs of torch's weights-only error that are advice, not the reason.
+_BOILERPLATE = ('Weights only load failed', 'Please file an issue', 'Check the documentation',
+                'In PyTorch 2.6')
+
+
+def _unpickler_reason(message: str) -> str:
+    """The reason in torch's weights-only error, on one line (e.g. "Trying to load
+    unsupported GLOBAL posix.system whose module posix is blocked")."""
+    parts = []
+    for line in message.splitlines():
+        line = line.strip()
+        if 'WeightsUnpickler error:' in line:
+            line = line.split('WeightsUnpickler error:', 1)[1].strip()
+        elif line.startswith(_BOILERPLATE):
+            continue
+        if line:
+            parts.append(line.rstrip('.'))
+    return '; '.join(parts) or message.strip().splitlines()[-1] if message.strip() else ''
 
 
 def _allowed_names() -> str:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 
 class DivdetError(Exception):
-    """Base class of the errors that mean "fix your input", not "divdet crashed"."""
+    """Base class of the errors that mean "fix your input", not "divdet crashed".
+
+    The message is always one line (line breaks of quoted messages, e.g.
+    cv2's, become spaces), so that it survives a DataLoader worker's re-raise.
+    """
+
+    def __str__(self) -> str:
+        return ' '.join(line.strip() for line in super().__str__().splitlines() if line.strip())
 
 
 class MissingFileError(DivdetError, FileNotFoundError):
@@ -32,6 +39,14 @@ class CheckpointMismatchError(DivdetError, ValueError):
     """A checkpoint's members or architecture differ from the config's model."""
 
 
+class CheckpointWriteError(DivdetError, OSError):
+    """A checkpoint could not be written (full disk, quota, read-only folder)."""
+
+
+class FusionInputError(DivdetError, ValueError):
+    """Detections to fuse are not finite, or a fusion weight is not positive."""
+
+
 class NonFiniteLossError(DivdetError, FloatingPointError):
     """A training loss became NaN or infinite; no update was applied."""
 
@@ -50,8 +65,8 @@ def brief(error: BaseException) -> str:
     with the worker's traceback folded into its message; the last line holds
     the original message.
     """
-    text = str(error)
+    text = str(error.args[0]) if len(error.args) == 1 else str(error)
     if 'Original Traceback' in text:
         lines = [line for line in text.splitlines() if line.strip()]
         text = lines[-1].split(': ', 1)[-1] if lines else text
-    return text
+    return ' '.join(line.strip() for line in text.splitlines() if line.strip())

@@ -135,7 +135,7 @@ def test_wrong_image_prefix_names_data_prefix(data):
 
 def test_corrupt_image_names_the_file(data):
     (data / 'train' / '000002.jpg').write_bytes(b'\xff\xd8 not a jpeg')
-    dataset = _build(data)
+    dataset = _build(data, check_images=False)  # found when loaded, not at start-up
     idx = next(i for i in range(len(dataset))
                if dataset.get_data_info(i)['img_path'].endswith('000002.jpg'))
     with pytest.raises(ImageError, match=r'000002\.jpg\) could not be decoded; the file is '
@@ -173,3 +173,109 @@ def test_metric_reads_the_annotation_file_with_checks(data):
         DividedCocoMetric(ann_file=str(data / 'annotations' / 'missing.json'))
     metric = DividedCocoMetric(ann_file=str(data / 'annotations' / 'instances_val.json'))
     assert len(metric._coco_api.get_img_ids()) == 2
+
+
+@pytest.mark.parametrize('content', [b'', b'\xff\xd8 not a jpeg'])
+def test_unreadable_image_is_found_at_start_up(data, content):
+    (data / 'train' / '000002.jpg').write_bytes(content)
+    with pytest.raises(ImageError, match=r'1 listed images cannot be read: .*000002\.jpg \('):
+        _build(data)
+
+
+def test_zero_byte_image_when_loaded_is_one_line(data):
+    (data / 'train' / '000002.jpg').write_bytes(b'')
+    dataset = _build(data, check_images=False)
+    idx = next(i for i in range(len(dataset))
+               if dataset.get_data_info(i)['img_path'].endswith('000002.jpg'))
+    with pytest.raises(ImageError) as info:
+        dataset[idx]
+    assert '\n' not in str(info.value) and '000002.jpg) could not be decoded' in str(info.value)
+
+
+@pytest.mark.parametrize('section', ['images', 'annotations'])
+def test_duplicate_ids_are_errors(data, section):
+    ann = _ann(data)
+    entries = ann[section]
+    entries[3]['id'] = entries[1]['id']
+    _write(data, ann)
+    singular = section[:-1]
+    with pytest.raises(AnnotationError, match=rf'1 {singular} id\(s\) appear more than once '
+                       rf"\({entries[1]['id']}\); every {singular} needs its own id"):
+        _build(data)
+
+
+def test_image_size_differing_from_the_file_is_reported(data):
+    ann = _ann(data)
+    image = ann['images'][1]
+    real = (image['width'], image['height'])
+    image['width'], image['height'] = 2 * real[0], real[1] + 7
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=(
+            rf"1 images differ in size .*image id {image['id']} .*{image['file_name']}\): "
+            rf'{2 * real[0]}x{real[1] + 7} in the file, {real[0]}x{real[1]} on disk')):
+        _build(data)
+
+
+def _reverse_categories(path):
+    ann = json.loads(path.read_text())
+    ann['categories'] = ann['categories'][::-1]
+    path.write_text(json.dumps(ann))
+
+
+def test_categories_in_another_order_keep_the_config_labels(data):
+    before = _build(data)
+    labels = [[i['bbox_label'] for i in before.get_data_info(k)['instances']]
+              for k in range(len(before))]
+    assert sorted({x for row in labels for x in row}) == [0, 1, 2]
+    _reverse_categories(data / 'annotations' / 'instances_train.json')
+    after = _build(data)
+    assert [[i['bbox_label'] for i in after.get_data_info(k)['instances']]
+            for k in range(len(after))] == labels
+
+
+def _metric_on_ground_truth(ann_file, shift):
+    """AP of predictions that are the ground truth, each box moved by ``shift`` px."""
+    import numpy as np
+    import torch
+    ann = json.loads(open(ann_file).read())
+    names = {c['id']: c['name'] for c in ann['categories']}
+    metric = DividedCocoMetric(ann_file=ann_file)
+    metric.dataset_meta = dict(classes=CLASSES)
+    samples = []
+    for image in ann['images']:
+        boxes = [a for a in ann['annotations'] if a['image_id'] == image['id']]
+        xyxy = [[x + shift, y, x + w + shift, y + h] for x, y, w, h in (a['bbox'] for a in boxes)]
+        pred = dict(bboxes=torch.tensor(xyxy, dtype=torch.float32).reshape(-1, 4),
+                    scores=torch.tensor(np.linspace(0.9, 0.5, len(boxes)), dtype=torch.float32),
+                    labels=torch.tensor([CLASSES.index(names[a['category_id']]) for a in boxes],
+                                        dtype=torch.long))
+        samples.append(dict(img_id=image['id'], ori_shape=(image['height'], image['width']),
+                            pred_instances=pred))
+    metric.process({}, samples)
+    return metric.evaluate(len(samples))
+
+
+def test_metric_ap_is_the_same_with_categories_reversed(data):
+    ann_file = data / 'annotations' / 'instances_train.json'
+    before = _metric_on_ground_truth(str(ann_file), shift=2)
+    _reverse_categories(ann_file)
+    after = _metric_on_ground_truth(str(ann_file), shift=2)
+    assert 0 < before['coco/bbox_mAP'] < 1
+    assert after == before
+
+
+def test_missing_iscrowd_and_area_are_filled_and_evaluate(data, monkeypatch):
+    ann_file = data / 'annotations' / 'instances_train.json'
+    reference = _metric_on_ground_truth(str(ann_file), shift=0)
+    ann = _ann(data)
+    for a in ann['annotations']:
+        del a['iscrowd'], a['area']
+    _write(data, ann)
+    logged = []
+    monkeypatch.setattr('divdet.datasets.coco.print_log',
+                        lambda msg, logger, level: logged.append((level, msg)))
+    metric = _metric_on_ground_truth(str(ann_file), shift=0)
+    assert metric == reference and metric['coco/bbox_mAP'] == 1.0
+    n = len(ann['annotations'])
+    assert any(level == logging.WARNING and f'filled missing iscrowd in {n} and area in {n} '
+               'annotations' in msg for level, msg in logged)

@@ -31,3 +31,27 @@ def test_deterministic(tmp_path):
     a = make_shapes_dataset(tmp_path / 'a', num_train=3, num_val=1, seed=7)
     b = make_shapes_dataset(tmp_path / 'b', num_train=3, num_val=1, seed=7)
     assert a['train'].read_text() == b['train'].read_text()
+
+
+def test_hard_preset_is_real_coco_and_repeats(tmp_path):
+    from divdet.datasets import HARD_SHAPES_CLASSES, make_hard_shapes_dataset
+    anns = make_hard_shapes_dataset(tmp_path / 'a', num_train=40, num_val=5, size=96, seed=4)
+    again = make_hard_shapes_dataset(tmp_path / 'b', num_train=40, num_val=5, size=96, seed=4)
+    assert anns['train'].read_text() == again['train'].read_text()
+    assert ((tmp_path / 'a' / 'train' / '000007.jpg').read_bytes()
+            == (tmp_path / 'b' / 'train' / '000007.jpg').read_bytes())
+    coco = COCO(str(anns['train']))
+    assert len(HARD_SHAPES_CLASSES) == 8
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(HARD_SHAPES_CLASSES)
+    anns_ = coco.loadAnns(coco.getAnnIds())
+    assert {a['category_id'] for a in anns_} == set(range(1, 9))
+    sides = [a['bbox'][2] for a in anns_]
+    assert min(sides) < 0.12 * 96  # small objects
+    per_image = [len(coco.getAnnIds(imgIds=i)) for i in coco.getImgIds()]
+    assert max(per_image) >= 6
+    # some objects overlap (partial occlusion)
+    from divdet.datasets.shapes import _iou
+    overlaps = sum(_iou(a['bbox'], b['bbox']) > 0.05 for i in coco.getImgIds()
+                   for a in coco.loadAnns(coco.getAnnIds(imgIds=i))
+                   for b in coco.loadAnns(coco.getAnnIds(imgIds=i)) if a['id'] < b['id'])
+    assert overlaps > 0

@@ -1,6 +1,16 @@
 """tools/analysis_tools/benchmark.py runs every variant and prints medians and ratios."""
 import re
 
+import pytest
+
+
+def _ratios_match(ratios, times):
+    """The printed ratios are those of the (unrounded) times: equal to the ratios of
+    the printed, rounded times up to that rounding (relative, so a 22x ratio under
+    load is held to the same digits as a 1.1x one)."""
+    return len(ratios) == len(times) - 1 and all(
+        r == pytest.approx(t / times[0], rel=0.02, abs=0.006) for r, t in zip(ratios, times[1:]))
+
 
 def test_benchmark_table(tool):
     out = tool('tools/analysis_tools/benchmark.py',
@@ -15,8 +25,7 @@ def test_benchmark_table(tool):
         times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
         ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
         assert len(times) == 4 and all(t > 0 for t in times)
-        assert ratios == [round(t / times[0], 2) for t in times[1:]] or \
-            all(abs(r - t / times[0]) < 0.01 for r, t in zip(ratios, times[1:]))
+        assert _ratios_match(ratios, times)
     # WBF: results are compared with ensemble-boxes before timing (exit 1 if not equal)
     wbf = [line.split() for line in out.splitlines()
            if re.match(r'^\d+\s+[24]\s+[\d.]+ms', line)]
@@ -37,5 +46,4 @@ def test_benchmark_layouts(tool):
     line = next(line for line in out.splitlines() if line.startswith('training step, batch 2'))
     times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
     ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
-    assert len(times) == 4 and len(ratios) == 3
-    assert all(abs(r - t / times[0]) < 0.01 for r, t in zip(ratios, times[1:]))
+    assert len(times) == 4 and _ratios_match(ratios, times)

@@ -45,3 +45,26 @@ def test_folder_without_images_is_a_clear_error(tool, tmp_path):
                 check=False)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert 'no images (.jpg' in proc.stderr
+
+
+def test_unreadable_image_is_skipped_and_the_rest_processed(tool, tmp_path):
+    make_shapes_dataset(tmp_path / 'data', num_train=1, num_val=3, size=96)
+    folder = tmp_path / 'data' / 'val'
+    (folder / '000001.jpg').write_bytes(b'')  # sorted between two good images
+    out = tmp_path / 'out'
+    proc = tool('tools/demo/image_demo.py', str(folder), str(CONFIG), str(_checkpoint(tmp_path)),
+                '--out-dir', str(out), '--device', 'cpu')
+    assert 'Traceback' not in proc.stderr
+    assert sorted(p.name for p in out.glob('*.jpg')) == ['000000.jpg', '000002.jpg']
+    assert 'divdet: skipped ' in proc.stderr and '000001.jpg: could not be decoded' in proc.stderr
+    assert '1 of 3 images skipped as unreadable' in proc.stderr
+
+
+def test_no_readable_image_is_an_error(tool, tmp_path):
+    (tmp_path / 'imgs').mkdir()
+    (tmp_path / 'imgs' / 'a.jpg').write_bytes(b'')
+    proc = tool('tools/demo/image_demo.py', str(tmp_path / 'imgs'), str(CONFIG),
+                str(_checkpoint(tmp_path)), '--device', 'cpu', '--out-dir', str(tmp_path / 'o'),
+                check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert 'divdet: error: none of the 1 images could be read' in proc.stderr

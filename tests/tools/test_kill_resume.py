@@ -1,6 +1,8 @@
-"""A divided SSD run killed with SIGKILL (mid-epoch, or while writing a checkpoint)
-resumes with --resume from its last complete checkpoint and ends exactly where an
-uninterrupted run ends: weights, co-training weight, optimizer state, LR, iteration."""
+"""A divided SSD run killed with SIGKILL (mid-epoch, or while writing a checkpoint),
+or whose checkpoint write fails on a full disk, resumes with --resume from its last
+complete checkpoint and ends exactly where an uninterrupted run ends: weights,
+co-training weight, optimizer state, LR, iteration. With ``max_keep_ckpts=1`` the
+previous checkpoint survives until the next one is complete."""
 import signal
 
 import pytest
@@ -73,11 +75,14 @@ def _assert_same_end(resumed, reference):
             == [s['_global_step'] for s in reference['param_schedulers']])
 
 
-def _resume(tool, config, work):
-    proc = tool('tools/train.py', str(config), '--work-dir', str(work), '--resume')
+def _resume(tool, config, work, *options):
+    proc = tool('tools/train.py', str(config), '--work-dir', str(work), '--resume', *options)
     log = proc.stdout + proc.stderr
     assert f'resumed epoch: 1, iter: {ITERS_PER_EPOCH}' in log
     return load_from_local_safe(str(work / f'epoch_{MAX_EPOCHS}.pth'))
+
+
+KEEP_ONE = ('--cfg-options', 'default_hooks.checkpoint.max_keep_ckpts=1')
 
 
 def test_sigkill_mid_epoch_then_resume(tool, config, straight, tmp_path):
@@ -102,3 +107,37 @@ def test_sigkill_while_writing_a_checkpoint_then_resume(tool, config, straight, 
     assert list(tmp_path.glob('.epoch_2.pth.*.part'))
     assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
     _assert_same_end(_resume(tool, config, tmp_path), straight)
+
+
+def test_keep_one_sigkill_while_writing_keeps_the_previous_checkpoint(tool, config, straight,
+                                                                     tmp_path):
+    """mmengine deletes epoch_1 before writing epoch_2: a kill in between left no
+    checkpoint and a last_checkpoint naming a deleted file."""
+    proc = tool('tools/train.py', str(config), '--work-dir', str(tmp_path), *KEEP_ONE,
+                check=False, env={'DIVDET_KILL_SAVING': 'epoch_2.pth'})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
+    assert load_from_local_safe(str(tmp_path / 'epoch_1.pth'))['meta']['iter'] == ITERS_PER_EPOCH
+    stale = list(tmp_path.glob('.epoch_2.pth.*.part'))
+    assert stale
+    resumed = _resume(tool, config, tmp_path, *KEEP_ONE)
+    assert not any(p.exists() for p in stale)  # removed at the next start
+    _assert_same_end(resumed, straight)
+    # keep=1 still prunes, once the newer checkpoint is published
+    assert sorted(p.name for p in tmp_path.glob('epoch_*.pth')) == [f'epoch_{MAX_EPOCHS}.pth']
+
+
+def test_keep_one_full_disk_is_one_error_and_resumes(tool, config, straight, tmp_path):
+    proc = tool('tools/train.py', str(config), '--work-dir', str(tmp_path), *KEEP_ONE,
+                check=False, env={'DIVDET_ENOSPC_SAVING': 'epoch_2.pth'})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    error = [x for x in proc.stderr.splitlines() if x.startswith('divdet: error: ')]
+    assert len(error) == 1, proc.stderr[-2000:]
+    assert 'could not write checkpoint' in error[0] and 'epoch_2.pth' in error[0]
+    assert 'No space left on device (errno 28)' in error[0]
+    assert 'epoch_1.pth is intact' in error[0]
+    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
+    assert load_from_local_safe(str(tmp_path / 'epoch_1.pth'))['meta']['iter'] == ITERS_PER_EPOCH
+    assert not (tmp_path / 'epoch_2.pth').exists() and not list(tmp_path.glob('.*.part'))
+    _assert_same_end(_resume(tool, config, tmp_path, *KEEP_ONE), straight)

@@ -13,9 +13,10 @@ import argparse
 import glob
 import os
 import os.path as osp
+import sys
 
 from divdet.apis import run_main
-from divdet.utils.errors import ImageError, MissingFileError
+from divdet.utils.errors import ImageError, MissingFileError, first_items
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 
@@ -44,7 +45,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import cv2
-    import mmcv
     import torch
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
@@ -61,10 +61,14 @@ def main() -> None:
     visualizer.dataset_meta = model.dataset_meta
     classes = model.dataset_meta['classes']
     os.makedirs(args.out_dir, exist_ok=True)
+    skipped = []
     for path in images:
-        image = mmcv.imread(path, channel_order='rgb')
-        if image is None:
-            raise ImageError(f'{path} could not be decoded; the file is corrupt or not an image')
+        try:
+            image = read_image(path)
+        except ImageError as err:
+            print(f'divdet: skipped {err}', file=sys.stderr, flush=True)
+            skipped.append(path)
+            continue
         result = inference_detector(model, image)
         visualizer.add_datasample(osp.basename(path), image, data_sample=result, draw_gt=False,
                                   show=False, pred_score_thr=args.score_thr)
@@ -76,6 +80,31 @@ def main() -> None:
         found = ', '.join(f'{classes[int(label)]} {float(score):.2f}'
                           for label, score in zip(pred.labels, pred.scores)) or 'nothing'
         print(f'{path}: {len(pred)} fused detections ({found}) -> {out}')
+    if skipped:
+        if len(skipped) == len(images):
+            raise ImageError(f'none of the {len(images)} images could be read '
+                             f'({first_items(skipped)})')
+        print(f'divdet: {len(skipped)} of {len(images)} images skipped as unreadable: '
+              f'{first_items(skipped)}', file=sys.stderr, flush=True)
+
+
+def read_image(path: str):
+    """The image at ``path`` as an RGB array.
+
+    Raises:
+        ImageError: the file is empty, corrupt or not an image.
+    """
+    import mmcv
+    try:
+        image = mmcv.imread(path, channel_order='rgb')
+    except Exception as err:  # cv2 raises on empty buffers
+        reason = ' '.join(str(err).split()) or type(err).__name__
+        raise ImageError(f'{path}: could not be decoded, the file is empty, corrupt or not an '
+                         f'image ({reason})') from None
+    if image is None:
+        raise ImageError(f'{path}: could not be decoded, the file is empty, corrupt or not an '
+                         'image')
+    return image
 
 
 if __name__ == '__main__':

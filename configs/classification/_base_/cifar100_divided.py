@@ -1,4 +1,4 @@
-# Divided classifiers on CIFAR-100: the reference recipe (REFERENCE.md).
+# Divided classifiers on CIFAR-100: the reference recipe (Zhao et al., Divide and Co-training, TIP 2022).
 # SGD (Nesterov, momentum 0.9, wd 5e-4 scaled by exp(1/S - 1), none on norm and
 # bias), batch 128, lr 0.1, 5-epoch linear warm-up then cosine decay, 300 epochs;
 # co-training weight 0.5 with a 40-epoch linear warm-up; each member sees its own
@@ -76,5 +76,5 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=128)
 custom_hooks = [dict(type='CoTrainingHook', warmup=40)]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2,
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=2,
                                      save_best='accuracy/top1'))

@@ -1,4 +1,4 @@
-# Divided classifiers on ImageNet-1k: the reference recipe (REFERENCE.md).
+# Divided classifiers on ImageNet-1k: the reference recipe (Zhao et al., Divide and Co-training, TIP 2022).
 # SGD (Nesterov, momentum 0.9, wd 1e-4 scaled by exp(1/S - 1), none on norm and
 # bias), 8 GPUs x 32 images, lr 0.1 per 256 images, 5-epoch warm-up then cosine,
 # 120 epochs; label smoothing 0.1; Mixup (alpha 0.2) shared across members; each
@@ -79,5 +79,5 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=256)
 custom_hooks = [dict(type='CoTrainingHook', warmup=60)]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2,
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=5, max_keep_ckpts=2,
                                      save_best='accuracy/top1'))

@@ -25,6 +25,7 @@ from divdet.models.utils.division import get_arch, scale_dropout
 from divdet.models.utils.fusion import FusedMembers, split_members
 from divdet.models.utils.members import map_members
 from divdet.registry import register_model
+from divdet.utils.errors import ConfigError
 
 from .resnet_members import PreActWideResNet, ResNetCIFAR, ResNeXtCIFAR, WideResNetV1d
 
@@ -87,7 +88,7 @@ class DividedResNet(BaseModule):
         super().__init__(init_cfg)
         spec = get_arch(arch, num_members)
         if member_init_cfg is not None and len(member_init_cfg) != num_members:
-            raise ValueError(f'member_init_cfg needs one entry per member ({num_members}), '
+            raise ConfigError(f'member_init_cfg needs one entry per member ({num_members}), '
                              f'found {len(member_init_cfg)}')
         self.arch = arch
         self.num_members = num_members
@@ -97,7 +98,7 @@ class DividedResNet(BaseModule):
             member_kwargs['out_indices'] = tuple(out_indices)
         for key, p in (('drop_rate', drop_rate), ('drop_path_rate', drop_path_rate)):
             if p and key not in spec.dropout_keys:
-                raise ValueError(f'arch {arch!r} has no {key}; it supports {spec.dropout_keys}')
+                raise ConfigError(f'arch {arch!r} has no {key}; it supports {spec.dropout_keys}')
             if p:
                 member_kwargs[key] = scale_dropout(p, num_members, dropout_scaling)
         self.members = ModuleList()

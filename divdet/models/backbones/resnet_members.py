@@ -22,6 +22,7 @@ from mmpretrain.models.backbones.resnext import ResNeXt
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from divdet.registry import register_model
+from divdet.utils.errors import ConfigError
 
 
 class WideBottleneck(Bottleneck):
@@ -172,9 +173,9 @@ class PreActWideResNet(BaseModule):
         super().__init__(init_cfg)
         norm_cfg = norm_cfg or dict(type='BN')
         if (depth - 4) % 6 != 0:
-            raise ValueError(f'WRN depth must be 6n + 4 (16, 22, 28, 40, ...), found {depth}')
+            raise ConfigError(f'WRN depth must be 6n + 4 (16, 22, 28, 40, ...), found {depth}')
         if not set(out_indices) <= {0, 1, 2}:
-            raise ValueError(f'out_indices must be within (0, 1, 2), found {out_indices}')
+            raise ConfigError(f'out_indices must be within (0, 1, 2), found {out_indices}')
         n = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.out_indices = tuple(out_indices)

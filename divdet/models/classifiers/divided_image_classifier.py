@@ -9,6 +9,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from divdet.models.utils.members import MemberExecution, resolve_execution, with_members
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
+from divdet.utils.errors import ConfigError
 
 
 @register_model
@@ -39,8 +40,8 @@ class DividedImageClassifier(MemberExecution, DividedModelChecks, ImageClassifie
     def __init__(self, num_members: int, backbone: dict, head: dict, neck: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  member_execution: str = 'auto', init_cfg: Optional[dict] = None) -> None:
-        if not isinstance(num_members, int) or num_members < 1:
-            raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
+        if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
+            raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
         resolve_execution(member_execution, grouped_ok=False)
         backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
         if neck is not None:

@@ -22,7 +22,7 @@ from divdet.models.utils.members import map_members
 from divdet.models.utils.nms import resolve_nms_cfg
 from divdet.registry import register_model
 
-#: The reference's fusion (REFERENCE.md, "Detection in the reference").
+#: The reference's fusion (the paper's detection experiments).
 DEFAULT_ENSEMBLE = dict(type='wbf', iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
 
 MemberFeats = Sequence[Sequence[Tensor]]

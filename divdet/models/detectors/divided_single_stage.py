@@ -19,6 +19,7 @@ from divdet.models.utils.members import (
 )
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
+from divdet.utils.errors import ConfigError
 
 
 @register_model
@@ -65,8 +66,8 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if not isinstance(num_members, int) or num_members < 1:
-            raise ValueError(f'num_members must be a positive integer, found {num_members!r}')
+        if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
+            raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
         self.num_members = num_members
         self.member_execution = resolve_execution(member_execution)
         fused_members = member_execution == 'grouped'

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from divdet.models.utils.members import map_members
 from divdet.registry import register_model
+from divdet.utils.errors import ConfigError
 
 ENSEMBLE_MODES = ('logits', 'softmax', 'max')
 
@@ -33,7 +34,7 @@ def combine_logits(logits: Sequence[Tensor], mode: str = 'logits') -> Tensor:
     if mode == 'max':
         best = probs.max(0).values
         return best / best.sum(-1, keepdim=True)
-    raise ValueError(f'ensemble mode must be one of {ENSEMBLE_MODES}, found {mode!r}')
+    raise ConfigError(f'ensemble mode must be one of {ENSEMBLE_MODES}, found {mode!r}')
 
 
 @register_model
@@ -65,7 +66,7 @@ class DividedClsHead(BaseModule):
                  ensemble: str = 'logits', init_cfg=None) -> None:
         super().__init__(init_cfg)
         if ensemble not in ENSEMBLE_MODES:
-            raise ValueError(f'ensemble must be one of {ENSEMBLE_MODES}, found {ensemble!r}')
+            raise ConfigError(f'ensemble must be one of {ENSEMBLE_MODES}, found {ensemble!r}')
         self.num_members = num_members
         self.ensemble = ensemble
         cfg = dict(head)

@@ -4,7 +4,7 @@ A network divided into S members keeps its depth; each member's widths shrink by
 about sqrt(S) so that parameters and FLOPs drop by about S per member
 (Zhao et al., "Towards Better Accuracy-efficiency Trade-offs: Divide and
 Co-training", TIP 2022, Sec. III-A, Table I). The reference rounds by hand; the
-tables below are its numbers (see ``shared/REFERENCE.md``).
+tables below are its numbers (the paper's Table I and its released code).
 
 Every divided module (backbones, necks, heads) asks this module for its member
 widths. Adding a family means adding rows here, not copying a backbone.
@@ -52,7 +52,7 @@ def scale_dropout(p: float, num_members: int, mode: str = 'linear') -> float:
         return p / math.sqrt(num_members)
     if mode == 'none':
         return p
-    raise ValueError(f"dropout scaling must be 'linear', 'sqrt' or 'none', found {mode!r}")
+    raise ConfigError(f"dropout scaling must be 'linear', 'sqrt' or 'none', found {mode!r}")
 
 
 def weight_decay_scale(num_members: int) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import math
 import os
 import warnings
 from typing import Optional, Sequence
@@ -37,6 +38,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from divdet.models.utils.nms import nms
+from divdet.utils.errors import FusionInputError
 
 CONF_TYPES = ('avg', 'max', 'box_and_model_avg', 'absent_model_aware_avg')
 
@@ -71,6 +73,38 @@ def weighted_boxes_fusion(boxes_list: Sequence[Tensor], scores_list: Sequence[Te
     return batched_weighted_boxes_fusion([list(boxes_list)], [list(scores_list)],
                                          [list(labels_list)], weights, iou_thr, skip_box_thr,
                                          conf_type, allows_overflow)[0]
+
+
+def check_fusion_input(boxes: Sequence[Sequence[Tensor]], scores: Sequence[Sequence[Tensor]],
+                       weights: Optional[Sequence[float]] = None) -> None:
+    """Refuse weights that are not positive and finite, and non-finite boxes or scores.
+
+    ensemble-boxes returns NaN boxes for a zero weight (its issue #44) and lets
+    a NaN coordinate through into the fused box; here both are errors. One
+    ``isfinite`` over all the values; the offending model and image are only
+    looked up when something is wrong.
+
+    Raises:
+        FusionInputError: naming the model (member) and image.
+    """
+    if weights is not None:
+        for t, w in enumerate(weights):
+            w = float(w)
+            if not (math.isfinite(w) and w > 0):
+                raise FusionInputError(f'fusion weight of model (member) {t} is {w!r}; every '
+                                       'weight must be a positive finite number')
+    values = [v.reshape(-1) for per_image in (boxes, scores) for image in per_image
+              for v in image]
+    if not values or bool(torch.isfinite(torch.cat(values)).all()):
+        return
+    for j, image in enumerate(boxes):
+        for t in range(len(image)):
+            for what, v in (('boxes', boxes[j][t]), ('scores', scores[j][t])):
+                bad = ~torch.isfinite(v.reshape(-1))
+                if bool(bad.any()):
+                    raise FusionInputError(
+                        f'image {j}, model (member) {t}: {int(bad.sum())} {what} values are '
+                        'NaN or infinite; detections to fuse must be finite')
 
 
 def batched_weighted_boxes_fusion(
@@ -111,6 +145,7 @@ def batched_weighted_boxes_fusion(
                                  f'{s.numel()} scores and {lab.numel()} labels; they must match')
     if weights is not None and len(weights) != num_models:
         raise ValueError(f'need one weight per model ({num_models}), found {len(weights)}')
+    check_fusion_input(boxes, scores, weights)
     device = boxes[0][0].device if num_models else torch.device('cpu')
     dtype = torch.float64
     empty = (torch.zeros((0, 4), dtype=dtype, device=device),

@@ -31,7 +31,7 @@ def with_members(cfg: dict, num_members: int, where: str, owner: str, **override
     """
     given = cfg.get('num_members', num_members)
     if given != num_members:
-        raise ValueError(f'S is set once, on the {owner}: model.{where}.num_members={given} '
+        raise ConfigError(f'S is set once, on the {owner}: model.{where}.num_members={given} '
                          f'disagrees with model.num_members={num_members}')
     return dict(cfg, num_members=num_members, **overrides)
 

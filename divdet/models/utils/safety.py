@@ -39,22 +39,39 @@ def check_finite_loss(loss: torch.Tensor, log_vars: dict) -> None:
 
 
 def check_member_state_dict(model: torch.nn.Module, state_dict: dict, prefix: str) -> None:
-    """Refuse a checkpoint whose backbone has a different S or architecture.
+    """Refuse a checkpoint that would leave part of a divided model untrained.
 
-    A checkpoint with another head (e.g. another number of classes, as in
-    fine-tuning) is left to mmengine, which loads what fits and logs the rest.
-    A backbone that does not fit would otherwise be skipped with a warning,
-    and the model would train or test with random weights.
+    mmengine loads what fits and only warns about the rest, so a checkpoint of
+    another S, arch, neck or head would be trained or tested with random
+    weights in its place, and a test run would report their AP with exit
+    status 0. The backbone must match exactly (members, arch, every tensor);
+    anywhere else in the model a tensor of another shape is refused too.
+    Tensors that the checkpoint lacks or that the model does not have outside
+    the backbone are left to mmengine's warning (e.g. a detector whose
+    checkpoint has no ``data_preprocessor`` entries).
 
     Raises:
         CheckpointMismatchError: a different number of members, an undivided
-            backbone, or backbone tensors missing, unexpected or of another
-            shape.
+            backbone, backbone tensors missing, unexpected or of another
+            shape, or any other tensor of another shape.
     """
     keys = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    own_all = model.state_dict()
     backbone = {k: v for k, v in keys.items() if k.startswith('backbone.')}
-    if not backbone:
-        return
+    if backbone:
+        _check_backbone(model, backbone, own_all)
+    others = {k: v for k, v in keys.items() if not k.startswith('backbone.')}
+    shapes = [k for k, v in others.items() if k in own_all and torch.is_tensor(v)
+              and v.shape != own_all[k].shape]
+    if shapes:
+        parts = describe_mismatch({k: others[k] for k in shapes}, own_all, required=())
+        raise CheckpointMismatchError(
+            "the checkpoint's tensors do not fit the config's model outside the backbone "
+            f"({'; '.join(parts)}); they would be left randomly initialised. Check the "
+            "config's neck and head (e.g. num_classes) against the checkpoint's")
+
+
+def _check_backbone(model: torch.nn.Module, backbone: dict, own_all: Mapping) -> None:
     members = sorted({int(m.group(1)) for k in backbone if (m := MEMBER_KEY.match(k))})
     if not members:
         raise CheckpointMismatchError(
@@ -65,7 +82,7 @@ def check_member_state_dict(model: torch.nn.Module, state_dict: dict, prefix: st
         raise CheckpointMismatchError(
             f'the checkpoint has {len(members)} members (backbone.members.{members[0]}..'
             f'{members[-1]}), the config builds num_members={model.num_members}')
-    own = {k: v for k, v in model.state_dict().items() if k.startswith('backbone.')}
+    own = {k: v for k, v in own_all.items() if k.startswith('backbone.')}
     details = describe_mismatch(backbone, own, required=own)
     if details:
         arch = getattr(model.backbone, 'arch', '?')

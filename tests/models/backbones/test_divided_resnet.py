@@ -42,7 +42,7 @@ def _params_with_head(model: DividedResNet, num_classes: int) -> list:
     ('resnet50-d', 1, 25.68), ('resnet50-d', 2, 12.59), ('resnet50-d', 4, 6.95),
     ('resnet101-d', 1, 44.7), ('resnet101-d', 2, 21.6)])
 def test_parameter_counts_match_reference(arch, num_members, millions):
-    """REFERENCE.md: member parameters with a 1000-class linear head, within 1%."""
+    """The paper's table: member parameters with a 1000-class linear head, within 1%."""
     model = DividedResNet(arch, num_members=num_members)
     for count in _params_with_head(model, 1000):
         assert count / 1e6 == pytest.approx(millions, rel=0.01)
@@ -50,7 +50,7 @@ def test_parameter_counts_match_reference(arch, num_members, millions):
 
 @pytest.mark.parametrize('num_members,millions', [(1, 36.5), (2, 35.8), (4, 36.7)])
 def test_wrn28_10_cifar100_total_parameters(num_members, millions):
-    """REFERENCE.md: CIFAR-100 WRN-28-10 totals 36.5 M -> 35.8 M (S=2) -> 36.7 M (S=4)."""
+    """The paper: CIFAR-100 WRN-28-10 totals 36.5 M -> 35.8 M (S=2) -> 36.7 M (S=4)."""
     model = DividedResNet('wrn28-10-cifar', num_members=num_members)
     assert sum(_params_with_head(model, 100)) / 1e6 == pytest.approx(millions, rel=0.01)
 

@@ -86,6 +86,29 @@ def test_all_empty_and_bad_input():
                               weights=[1, 2])
 
 
+@pytest.mark.parametrize('weight', [0.0, -1.0, float('nan'), float('inf')])
+def test_non_positive_or_non_finite_weight_is_refused(weight):
+    """ensemble-boxes returns NaN boxes for a zero weight (its issue #44)."""
+    from divdet.utils import FusionInputError
+    with pytest.raises(FusionInputError, match=r'fusion weight of model \(member\) 1 is '):
+        weighted_boxes_fusion([torch.rand(3, 4)] * 2, [torch.rand(3)] * 2,
+                              [torch.zeros(3)] * 2, weights=[1.0, weight])
+
+
+@pytest.mark.parametrize('what', ['boxes', 'scores'])
+@pytest.mark.parametrize('value', [float('nan'), float('inf')])
+def test_non_finite_boxes_or_scores_are_refused(what, value):
+    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
+    from divdet.utils import FusionInputError
+    boxes = [[torch.rand(3, 4).sort(1).values for _ in range(2)] for _ in range(2)]
+    scores = [[torch.rand(3) for _ in range(2)] for _ in range(2)]
+    labels = [[torch.zeros(3, dtype=torch.long)] * 2] * 2
+    (boxes if what == 'boxes' else scores)[1][0].view(-1)[2] = value
+    with pytest.raises(FusionInputError, match=rf'image 1, model \(member\) 0: 1 {what} values '
+                       'are NaN or infinite'):
+        batched_weighted_boxes_fusion(boxes, scores, labels)
+
+
 def _member(boxes, scores, labels):
     return InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32),
                         scores=torch.tensor(scores), labels=torch.tensor(labels))

@@ -75,3 +75,16 @@ def test_matching_checkpoint_and_other_head_load():
     # fine-tuning with another head: the backbone fits, the rest is mmengine's business
     head_only_differs = {k: v for k, v in state.items() if not k.startswith('bbox_head.')}
     model.load_state_dict(head_only_differs, strict=False)
+
+
+@pytest.mark.parametrize('part', ['neck.', 'bbox_head.'])
+def test_neck_or_head_tensor_of_another_shape_is_refused(part):
+    """mmengine would load the rest, warn, and the run would test random weights."""
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    state = _build().state_dict()
+    key = next(k for k, v in state.items() if k.startswith(part) and v.dim() == 4)
+    state[key] = torch.zeros(state[key].shape[0] + 3, *state[key].shape[1:])
+    with pytest.raises(CheckpointMismatchError, match=(
+            r'do not fit the config\'s model outside the backbone \(1 differ in shape: '
+            + key.replace('.', r'\.') + r': \(\d+, ')):
+        _load_checkpoint_to_model(_build(), dict(state_dict=state), strict=False)

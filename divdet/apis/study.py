@@ -1,0 +1,330 @@
+"""A division study: does dividing pay on a given config?
+
+For every (variant, S, seed) the study trains and tests the config exactly as a
+user would (``tools/train.py`` then ``tools/test.py``, a normal work directory
+each, the seed through ``randomness.seed``), and summarises accuracy against
+parameters, FLOPs and latency. ``tools/analysis_tools/division_study.py`` is
+its command line.
+
+Layout of a study folder ``DIR``::
+
+    DIR/runs/{variant}_s{S}_seed{seed}/   one work directory per run
+        result.json                       written last: the run is finished
+    DIR/latency.json                      batch-1 latency per (variant, S)
+    DIR/study.json, study.md, study.png   the summary, rewritten after each run
+
+A run whose ``result.json`` exists is not run again, so a killed study resumes
+where it stopped. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from divdet.apis.demo import latest_metrics
+from divdet.apis.plot import member_key
+from divdet.utils.checkpoint import atomic_write
+from divdet.utils.errors import ConfigError
+
+#: The metric a study reports per toolbox (config ``default_scope``).
+METRICS = {'mmdet': 'coco/bbox_mAP', 'mmpretrain': 'accuracy/top1'}
+DEFAULT_VARIANT = 'default'
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (variant, S, seed) of a study."""
+    variant: str
+    num_members: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f'{self.variant}_s{self.num_members}_seed{self.seed}'
+
+
+@dataclass
+class Study:
+    """What to run: the config, the splits S, seeds, and named variants.
+
+    ``variants`` maps a name to ``--cfg-options`` items (``KEY=VALUE``); the
+    default variant (no overrides) is always included. Variants other than the
+    default change how members train together, so they run for S > 1 only.
+    """
+    config: str
+    work_dir: str
+    splits: list[int]
+    seeds: list[int]
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)
+
+    def runs(self) -> list[Run]:
+        names = [DEFAULT_VARIANT] + [v for v in self.variants if v != DEFAULT_VARIANT]
+        return [Run(v, s, seed) for v in names for s in self.splits for seed in self.seeds
+                if v == DEFAULT_VARIANT or s > 1]
+
+    def run_dir(self, run: Run) -> str:
+        return osp.join(self.work_dir, 'runs', run.name)
+
+    def overrides(self, run: Run) -> list[str]:
+        return [f'model.num_members={run.num_members}', f'randomness.seed={run.seed}',
+                *self.options, *self.variants.get(run.variant, [])]
+
+
+def parse_variants(items: list[list[str]] | None) -> dict[str, list[str]]:
+    """``--variant NAME KEY=VALUE ...`` (repeatable) to ``{NAME: [KEY=VALUE, ...]}``.
+
+    Raises:
+        ConfigError: a variant without overrides, a name used twice, or an
+            override that is not ``KEY=VALUE``.
+    """
+    variants: dict[str, list[str]] = {}
+    for item in items or []:
+        name, overrides = item[0], item[1:]
+        if name in variants or name == DEFAULT_VARIANT:
+            raise ConfigError(f'--variant {name!r}: the name is used twice (or is the name of '
+                              'the default variant)')
+        bad = [o for o in overrides if '=' not in o]
+        if not overrides or bad:
+            raise ConfigError(f'--variant {name!r} needs KEY=VALUE overrides, found '
+                              f'{overrides or "none"}')
+        variants[name] = overrides
+    return variants
+
+
+def _tool(cmd: list[str], log: str, root: str) -> None:
+    """Run ``python CMD`` from ``root`` with its output appended to ``log``."""
+    with open(log, 'a') as f:
+        f.write(f'$ python {" ".join(cmd)}\n')
+        f.flush()
+        proc = subprocess.run([sys.executable, *cmd], cwd=root, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        with open(log) as f:
+            tail = [line.rstrip() for line in f.readlines()[-3:]]
+        raise ConfigError(f'`python {" ".join(cmd)}` exited with status {proc.returncode} '
+                          f'(log {log}): {" | ".join(tail)}')
+
+
+def execute(study: Study, run: Run, root: str) -> dict:
+    """Train and test one run as a user would; write and return its ``result.json``."""
+    work = study.run_dir(run)
+    os.makedirs(work, exist_ok=True)
+    log = osp.join(work, 'study.log')
+    options = study.overrides(run)
+    start = time.time()
+    last = osp.join(work, 'last_checkpoint')
+    resume = ['--resume'] if osp.isfile(last) else []  # a run killed mid-training continues
+    _tool(['tools/train.py', study.config, '--work-dir', work, *resume,
+           '--cfg-options', *options], log, root)
+    with open(last) as f:
+        checkpoint = f.read().strip()
+    test_dir = osp.join(work, 'test')
+    _tool(['tools/test.py', study.config, checkpoint, '--work-dir', test_dir,
+           '--cfg-options', *options], log, root)
+    result = dict(variant=run.variant, num_members=run.num_members, seed=run.seed,
+                  overrides=options, checkpoint=checkpoint,
+                  minutes=round((time.time() - start) / 60, 2),
+                  metrics=latest_metrics(test_dir))
+    write_json(osp.join(work, 'result.json'), result)
+    return result
+
+
+def finished(study: Study) -> dict[Run, dict]:
+    """The runs whose ``result.json`` exists, with their results."""
+    done = {}
+    for run in study.runs():
+        path = osp.join(study.run_dir(run), 'result.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                done[run] = json.load(f)
+    return done
+
+
+def write_json(path: str, obj) -> None:
+    atomic_write(json.dumps(obj, indent=2).encode(), path)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float('nan'), float('nan')
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
+              metric: str) -> list[dict]:
+    """One row per (variant, S): cost and accuracy as mean and std over seeds.
+
+    Accuracy is in percent: the ensemble, the best member of each run, the mean
+    of each run's members, and the ensemble of the first k members where the
+    metric reports it (``ens{k}_`` keys).
+    """
+    rows = []
+    keys = sorted({(r.variant, r.num_members) for r in study.runs()},
+                  key=lambda k: (list(dict.fromkeys(r.variant for r in study.runs())).index(k[0]),
+                                 k[1]))
+    for variant, s in keys:
+        results = [res for run, res in done.items()
+                   if (run.variant, run.num_members) == (variant, s)]
+        ens, best, mean = [], [], []
+        for res in results:
+            m = res['metrics']
+            ens.append(100 * m[metric])
+            members = [100 * m[member_key(metric, i)] for i in range(s)
+                       if member_key(metric, i) in m]
+            if members:
+                best.append(max(members))
+                mean.append(statistics.fmean(members))
+        name = f'{variant}_s{s}'
+        rows.append(dict(
+            variant=variant, num_members=s, seeds=sorted(r['seed'] for r in results),
+            params_m=cost.get(name, {}).get('params_m'), gflops=cost.get(name, {}).get('gflops'),
+            latency_ms=latency.get(name), ensemble=_mean_std(ens), best_member=_mean_std(best),
+            mean_member=_mean_std(mean), ensemble_runs=ens, best_member_runs=best,
+            minutes=_mean_std([r['minutes'] for r in results])))
+    return rows
+
+
+def _fmt(pair, digits: int = 1) -> str:
+    mean, std = pair
+    return '-' if mean != mean else f'{mean:.{digits}f} +- {std:.{digits}f}'
+
+
+def markdown(study: Study, rows: list[dict], metric: str, total: int) -> str:
+    """The study's table (``study.md``)."""
+    done = sum(len(r['seeds']) for r in rows)
+    lines = [f'# Division study of `{study.config}`', '',
+             f'{done} of {total} runs finished; seeds {study.seeds}; accuracy: `{metric}` in %, '
+             'mean +- std over the finished seeds; latency: batch 1, trained weights, '
+             'median, `model.test_step` on validation images, every (variant, S) in its own '
+             'process, interleaved.', '',
+             '| variant | S | params (M) | GFLOPs | latency (ms) | ensemble | best member | '
+             'mean member | seeds | min per run |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        def num(v, d=2):
+            return '-' if v is None else f'{v:.{d}f}'
+        lines.append(f"| {r['variant']} | {r['num_members']} | {num(r['params_m'])} | "
+                     f"{num(r['gflops'])} | {num(r['latency_ms'], 1)} | {_fmt(r['ensemble'])} | "
+                     f"{_fmt(r['best_member'])} | {_fmt(r['mean_member'])} | "
+                     f"{len(r['seeds'])} | {_fmt(r['minutes'])} |")
+    overrides = {v: o for v, o in study.variants.items()}
+    if overrides:
+        lines += ['', 'Variants: ' + '; '.join(f'`{v}`: `{" ".join(o)}`'
+                                               for v, o in overrides.items())]
+    return '\n'.join(lines) + '\n'
+
+
+def plot(rows: list[dict], metric: str) -> bytes:
+    """Accuracy against params and against latency, one line per variant (PNG)."""
+    import io
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (key, label) in zip(axes, (('params_m', 'parameters (M)'),
+                                       ('latency_ms', 'latency, batch 1 (ms)'))):
+        for variant in dict.fromkeys(r['variant'] for r in rows):
+            pts = [r for r in rows if r['variant'] == variant and r[key] is not None
+                   and r['ensemble'][0] == r['ensemble'][0]]
+            if variant != DEFAULT_VARIANT:  # draw the variant from the same S=1 point
+                pts = [r for r in rows if r['variant'] == DEFAULT_VARIANT and r['num_members'] == 1
+                       and r[key] is not None and r['ensemble'][0] == r['ensemble'][0]] + pts
+            if not pts:
+                continue
+            ax.errorbar([r[key] for r in pts], [r['ensemble'][0] for r in pts],
+                        yerr=[r['ensemble'][1] for r in pts], marker='o', capsize=3,
+                        label=variant)
+            for r in pts:
+                ax.annotate(f"S={r['num_members']}", (r[key], r['ensemble'][0]),
+                            textcoords='offset points', xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f'{metric} (%), ensemble')
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def config_cost(study: Study, variant: str, num_members: int) -> dict:
+    """Parameters (M) and GFLOPs of one (variant, S) at the config's input size
+    (its ``input_size`` if it sets one, else divdet's default shape)."""
+    from mmengine.config import Config, DictAction
+
+    from divdet.apis.complexity import config_complexity
+    cfg = Config.fromfile(study.config)
+    run = Run(variant, num_members, 0)
+    overrides = {}
+    for item in study.overrides(run):
+        key, value = item.split('=', 1)
+        overrides[key] = DictAction._parse_iterable(value)
+    cfg.merge_from_dict(overrides)
+    size = cfg.get('input_size')
+    shape = (size, size) if isinstance(size, int) else None
+    cost = config_complexity(cfg, study.config, shape)
+    return dict(params_m=cost['total']['params'] / 1e6, gflops=cost['total']['flops'] / 1e9,
+                shape=list(cost['shape']))
+
+
+def latency_worker(run_dir: str, calls: int) -> float:
+    """Median ms of ``model.test_step`` at batch 1 on the run's validation images,
+    with its trained weights (the run's dumped config and checkpoint)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner, load_checkpoint
+
+    from divdet.apis.plot import run_config
+    with open(osp.join(run_dir, 'result.json')) as f:
+        checkpoint = json.load(f)['checkpoint']
+    cfg = Config.fromfile(run_config(run_dir))
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    loader_cfg = dict(cfg.test_dataloader, batch_size=1, num_workers=0, persistent_workers=False)
+    loader = Runner.build_dataloader(loader_cfg)
+    from mmengine.registry import MODELS
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+    model.eval()
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == min(calls, 16):
+            break
+    times = []
+    with torch.no_grad():
+        for i in range(calls + 3):
+            batch = batches[i % len(batches)]
+            start = time.perf_counter()
+            model.test_step(batch)
+            if i >= 3:  # warm-up
+                times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def measure_latency(study: Study, done: dict[Run, dict], root: str, tool: str,
+                    rounds: int = 3, calls: int = 20) -> dict[str, float]:
+    """Batch-1 latency of every (variant, S) with a finished run: one process per
+    (variant, S) and round, the rounds interleaved; the median over rounds.
+    Measured with the lowest finished seed's checkpoint."""
+    pick: dict[str, Run] = {}
+    for run in sorted(done, key=lambda r: r.seed):
+        pick.setdefault(f'{run.variant}_s{run.num_members}', run)
+    samples: dict[str, list[float]] = {name: [] for name in pick}
+    for _ in range(rounds):
+        for name, run in pick.items():
+            out = subprocess.run([sys.executable, tool, '--latency-of', study.run_dir(run),
+                                  '--calls', str(calls)], cwd=root, capture_output=True,
+                                 text=True)
+            if out.returncode != 0:
+                raise ConfigError(f'latency of {name} failed: {out.stderr.strip()[-500:]}')
+            samples[name].append(float(out.stdout.strip().splitlines()[-1]))
+    return {name: statistics.median(v) for name, v in samples.items()}
