@@ -66,7 +66,8 @@ class Study:
 
     def runs(self) -> list[Run]:
         names = [DEFAULT_VARIANT] + [v for v in self.variants if v != DEFAULT_VARIANT]
-        return [Run(v, s, seed) for v in names for s in self.splits for seed in self.seeds
+        # seed-major: a partly finished study has every (variant, S) at the first seeds
+        return [Run(v, s, seed) for seed in self.seeds for v in names for s in self.splits
                 if v == DEFAULT_VARIANT or s > 1]
 
     def run_dir(self, run: Run) -> str:

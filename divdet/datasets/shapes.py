@@ -213,7 +213,7 @@ def make_shapes_dataset(root: str | os.PathLike, num_train: int = 400, num_val: 
                           empty_fraction, seed)
 
 
-def make_hard_shapes_dataset(root: str | os.PathLike, num_train: int = 600,
+def make_hard_shapes_dataset(root: str | os.PathLike, num_train: int = 500,
                              num_val: int = 150, size: int = 128, max_objects: int = 8,
                              empty_fraction: float = 0.05, seed: int = 0) -> dict[str, Path]:
     """Write the 'hard' shapes preset (see the module doc) under ``root``.

@@ -29,7 +29,9 @@ class DividedCocoMetric(CocoMetric):
     The fused (ensemble) results are reported under the usual keys
     (``bbox_mAP``, ``bbox_mAP_50``, ...), so checkpoint selection and logs work
     as with any mmdet model; member ``i`` is reported as ``member{i}_bbox_mAP``
-    and so on. A table with one row per model is logged at the end.
+    and so on; for S > 2 the fusion of the first k members (1 < k < S) as
+    ``ens{k}_bbox_mAP`` and so on, so one run gives accuracy against the number
+    of members. A table with one row per model is logged at the end.
 
     Members' detections come from ``member_pred_instances`` in each data
     sample (set by :class:`~divdet.models.DividedSingleStageDetector`); for
@@ -60,24 +62,32 @@ class DividedCocoMetric(CocoMetric):
         for k, sample in enumerate(data_samples):
             members = tuple(_to_result(sample['img_id'], m)
                             for m in sample.get('member_pred_instances', ()))
-            self.results[start + k] = self.results[start + k] + (members, )
+            first_k = tuple(_to_result(sample['img_id'], m)
+                            for m in sample.get('first_k_pred_instances', ()))
+            self.results[start + k] = self.results[start + k] + (members, first_k)
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """Evaluate the ensemble, then each member, and log one table."""
         logger = MMLogger.get_current_instance()
         num_members = len(results[0][2]) if results else 0
+        num_first_k = len(results[0][3]) if results else 0
         logger.info('Evaluating the ensemble...' if num_members else 'Evaluating...')
-        metrics = OrderedDict(super().compute_metrics([(g, r) for g, r, _ in results]))
+        metrics = OrderedDict(super().compute_metrics([(g, r) for g, r, _, _ in results]))
         rows = [('ensemble' if num_members else 'model', dict(metrics))]
         prefix = self.outfile_prefix
+        # (table row, key prefix, the results of that model per image)
+        others = [(f'member {i}', f'member{i}_', lambda r, i=i: r[2][i])
+                  for i in range(num_members)]
+        others += [(f'first {j + 2} members', f'ens{j + 2}_', lambda r, j=j: r[3][j])
+                   for j in range(num_first_k)]
         try:
-            for i in range(num_members):
-                logger.info(f'Evaluating member {i}...')
+            for name, key, pick in others:
+                logger.info(f'Evaluating {name}...')
                 if prefix is not None:
-                    self.outfile_prefix = f'{prefix}.member{i}'
-                member = super().compute_metrics([(g, m[i]) for g, _, m in results])
-                rows.append((f'member {i}', member))
-                metrics.update((f'member{i}_{k}', v) for k, v in member.items())
+                    self.outfile_prefix = f'{prefix}.{key[:-1]}'
+                result = super().compute_metrics([(r[0], pick(r)) for r in results])
+                rows.append((name, result))
+                metrics.update((f'{key}{k}', v) for k, v in result.items())
         finally:
             self.outfile_prefix = prefix
         logger.info('\n' + self.summary_table(rows))

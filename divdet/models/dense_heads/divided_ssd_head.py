@@ -154,14 +154,21 @@ class DividedSSDHead(BaseModule):
 
     def fuse_members(self, members: Sequence[InstanceList], batch_data_samples: SampleList,
                      rescale: bool = False) -> InstanceList:
-        """Fused detections per image from every member's (``test_cfg.ensemble``)."""
-        if self.num_members == 1:
+        """Fused detections per image from the members' (``test_cfg.ensemble``).
+
+        ``members`` may be the first k < S members (the ensemble of the first
+        k); WBF's member ``weights`` are then the first k weights.
+        """
+        if len(members) == 1:
             return members[0]
         img_metas = [s.metainfo for s in batch_data_samples]
         cfg = self.test_cfg or {}
+        ensemble = dict(cfg.get('ensemble', DEFAULT_ENSEMBLE))
+        if ensemble.get('weights') is not None:
+            ensemble['weights'] = list(ensemble['weights'])[:len(members)]
         return fuse_batch([[m[j] for m in members] for j in range(len(img_metas))],
                           [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas],
-                          cfg.get('ensemble', DEFAULT_ENSEMBLE), cfg.get('max_per_img', 200))
+                          ensemble, cfg.get('max_per_img', 200))
 
     # ---- all members ---------------------------------------------------------------
 

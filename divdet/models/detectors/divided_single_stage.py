@@ -136,7 +136,9 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        """Fused detections in ``pred_instances``, each member's in ``member_pred_instances``."""
+        """Fused detections in ``pred_instances``, each member's in
+        ``member_pred_instances``, and for S > 2 the fusion of the first k members
+        (k = 2 .. S-1) in ``first_k_pred_instances[k - 2]``."""
         if self._pipelined():
             head = self.bbox_head
             members = self._map_pipelines(batch_inputs, lambda i, outs: head.predict_member(
@@ -148,6 +150,12 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
                                                                  rescale=rescale)
         batch_data_samples = self.add_pred_to_datasample(batch_data_samples, fused)
         if self.num_members > 1:
+            # the ensembles of the first k members, 1 < k < S: accuracy against the
+            # number of members (and so against cost) from one test run
+            first_k = [self.bbox_head.fuse_members(members[:k], batch_data_samples, rescale)
+                       for k in range(2, self.num_members)]
             for j, sample in enumerate(batch_data_samples):
                 sample.member_pred_instances = [m[j] for m in members]
+                if first_k:
+                    sample.first_k_pred_instances = [f[j] for f in first_k]
         return batch_data_samples

@@ -45,7 +45,8 @@ class DividedClsHead(BaseModule):
     smoothing and mixup scores included) plus the co-training term on the
     members' logits. Prediction: the ensemble's scores in ``pred_score`` /
     ``pred_label`` and every member's probabilities in
-    ``member_pred_scores`` (S, C).
+    ``member_pred_scores`` (S, C); for S > 2 the ensembles of the first k
+    members (k = 2 .. S-1) in ``first_k_pred_scores`` (S - 2, C).
 
     Input/output contract::
 
@@ -107,10 +108,16 @@ class DividedClsHead(BaseModule):
             data_samples = [None] * scores.shape[0]
         out = []
         member_scores = torch.stack([z.softmax(-1) for z in logits], 1).detach()  # (N, S, C)
+        # the ensembles of the first k members, 1 < k < S: (N, S - 2, C)
+        first_k = (torch.stack([combine_logits(logits[:k], self.ensemble)
+                                for k in range(2, self.num_members)], 1).detach()
+                   if self.num_members > 2 else None)
         for i, (sample, score) in enumerate(zip(data_samples, scores.detach())):
             sample = DataSample() if sample is None else sample
             sample.set_pred_score(score).set_pred_label(score.argmax(-1, keepdim=True))
             if self.num_members > 1:
                 sample.set_field(member_scores[i], 'member_pred_scores', field_type='data')
+            if first_k is not None:
+                sample.set_field(first_k[i], 'first_k_pred_scores', field_type='data')
             out.append(sample)
         return out

@@ -39,3 +39,58 @@ def test_ensemble_and_member_rows(tmp_path):
     table = DividedCocoMetric.summary_table([('ensemble', {'bbox_mAP': 0.5}),
                                              ('member 0', {'bbox_mAP': 0.25})])
     assert 'ensemble' in table and '50.0' in table and '25.0' in table
+
+
+def _pycocotools_ap(ann_file, detections):
+    """COCO box AP computed directly with pycocotools, no mmdet in between."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    gt = COCO(str(ann_file))
+    dt = gt.loadRes(detections)
+    ev = COCOeval(gt, dt, 'bbox')
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    return ev.stats[0]
+
+
+def test_first_k_member_ensembles_equal_pycocotools(tmp_path):
+    """S=4: the ensembles of the first 2 and 3 members, fused by the detector's head
+    with WBF, reported as ens2_/ens3_ keys, equal pycocotools on the same boxes."""
+    import json
+
+    from divdet.models.utils.ensemble import fuse_member_results
+    ann = make_shapes_dataset(tmp_path, num_train=0, num_val=8, size=64, seed=5)['val']
+    coco = json.loads(ann.read_text())
+    cat_of_label = {i: c['id'] for i, c in enumerate(coco['categories'])}
+    metric = DividedCocoMetric(ann_file=str(ann), metric='bbox')
+    metric.dataset_meta = dict(classes=('circle', 'square', 'triangle'))
+    gen = torch.Generator().manual_seed(0)
+    samples, direct = [], {2: [], 3: []}
+    cfg = dict(type='wbf', iou_thr=0.55, skip_box_thr=0.0, conf_type='avg')
+    for img in coco['images']:
+        gts = [a for a in coco['annotations'] if a['image_id'] == img['id']]
+        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a['bbox'] for a in gts)],
+                             dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor([a['category_id'] - 1 for a in gts], dtype=torch.long)
+        members = [InstanceData(bboxes=boxes + torch.randn(boxes.shape, generator=gen) * 3 * i,
+                                scores=torch.rand(len(gts), generator=gen) * 0.5 + 0.5,
+                                labels=labels) for i in range(4)]
+        shape = (img['height'], img['width'])
+        first_k = [fuse_member_results(members[:k], shape, cfg, 100) for k in (2, 3)]
+        for k, fused in zip((2, 3), first_k):
+            direct[k] += [dict(image_id=img['id'], category_id=cat_of_label[int(lab)],
+                               bbox=[float(b[0]), float(b[1]), float(b[2] - b[0]),
+                                     float(b[3] - b[1])], score=float(s))
+                          for b, s, lab in zip(fused.bboxes, fused.scores, fused.labels)]
+        samples.append(dict(img_id=img['id'], ori_shape=shape,
+                            pred_instances=fuse_member_results(members, shape, cfg, 100),
+                            member_pred_instances=members, first_k_pred_instances=first_k))
+    metric.process({}, samples)
+    results = metric.evaluate(len(samples))
+    for k in (2, 3):
+        assert results[f'coco/ens{k}_bbox_mAP'] == pytest.approx(
+            _pycocotools_ap(ann, direct[k]), abs=5e-4)  # mmdet rounds to 3 decimals
+    assert 0 < results['coco/ens3_bbox_mAP'] < 1
+    assert results['coco/ens2_bbox_mAP'] != results['coco/ens3_bbox_mAP']
+    assert 'coco/ens4_bbox_mAP' not in results and 'coco/ens1_bbox_mAP' not in results

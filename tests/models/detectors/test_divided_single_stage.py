@@ -59,6 +59,38 @@ def test_predict_keeps_member_predictions():
     assert out[0].pred_instances.bboxes.shape[-1] == 4
 
 
+@pytest.mark.parametrize('execution', ['sequential', 'threads'])
+def test_predict_fuses_the_first_k_members(execution):
+    """S=4: first_k_pred_instances[k - 2] is the fusion of members 0..k-1 (k = 2, 3)."""
+    from divdet.models.utils.ensemble import fuse_member_results
+    torch.manual_seed(0)
+    cfg = detector_cfg(num_members=4)
+    cfg['member_execution'] = execution
+    cfg['test_cfg'] = dict(cfg.get('test_cfg') or {}, score_thr=0.0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.eval()
+    samples = data_samples([[], []])
+    with torch.no_grad():
+        out = model.predict(torch.rand(2, 3, 64, 64) * 255, samples)
+    test_cfg = model.bbox_head.test_cfg
+    for sample in out:
+        members = sample.member_pred_instances
+        assert len(members) == 4 and len(sample.first_k_pred_instances) == 2
+        assert len(members[0]) > 0
+        for k, fused in zip((2, 3), sample.first_k_pred_instances):
+            expected = fuse_member_results(members[:k], sample.ori_shape,
+                                           test_cfg.get('ensemble', dict(type='wbf')),
+                                           test_cfg.get('max_per_img', 200))
+            for field in ('bboxes', 'scores', 'labels'):
+                torch.testing.assert_close(fused[field], expected[field])
+    two = MODELS.build(detector_cfg(num_members=2))
+    two.eval()
+    with torch.no_grad():
+        assert 'first_k_pred_instances' not in two.predict(torch.rand(1, 3, 64, 64),
+                                                           data_samples([[]]))[0]
+
+
 def test_num_members_is_set_once():
     cfg = detector_cfg(num_members=2)
     cfg['backbone']['num_members'] = 4
