@@ -9,7 +9,6 @@ from terminaltables import AsciiTable
 
 from divdet.registry import register_metric
 
-
 #: Per-sample score fields besides the ensemble's ``pred_score``.
 EXTRA_SCORES = ('member_pred_scores', 'first_k_pred_scores')
 

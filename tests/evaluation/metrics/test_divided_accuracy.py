@@ -26,9 +26,10 @@ def test_ensemble_and_member_accuracy():
 def test_first_k_member_ensembles_from_the_head():
     """S=4 head: first_k_pred_scores[k - 2] combines members 0..k-1; the metric's ens{k}
     keys equal the accuracy of those scores computed directly."""
-    from divdet.models.heads.divided_cls_head import combine_logits
     from mmpretrain.registry import MODELS
     from mmpretrain.structures import DataSample
+
+    from divdet.models.heads.divided_cls_head import combine_logits
     torch.manual_seed(0)
     head = MODELS.build(dict(type='DividedClsHead', num_members=4, in_channels=8,
                              head=dict(type='LinearClsHead', num_classes=5)))
