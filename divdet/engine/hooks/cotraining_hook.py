@@ -6,15 +6,16 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from divdet.datasets.transforms import MemberViews
+from divdet.datasets.transforms import DetMemberViews, MemberViews
 from divdet.engine.optimizers import find_num_members
 from divdet.models.losses import CoTrainingLoss
 from divdet.registry import register_hook
 
 
 def set_member_views(dataset, num_members: int) -> int:
-    """Give every ``MemberViews`` without a count in ``dataset`` (wrappers
-    included) ``num_members`` views; returns how many were set."""
+    """Give every ``MemberViews`` / ``DetMemberViews`` without a count in
+    ``dataset`` (wrappers included) ``num_members`` views; returns how many
+    were set."""
     found, seen = 0, set()
     stack = [dataset]
     while stack:
@@ -22,7 +23,7 @@ def set_member_views(dataset, num_members: int) -> int:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, MemberViews):
+        if isinstance(obj, (MemberViews, DetMemberViews)):
             if obj.num_views is None:
                 obj.set_num_views(num_members)
                 found += 1

@@ -91,9 +91,11 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
 
     def _layout(self, batch_inputs: Tensor) -> Tensor:
         """The inputs in channels-last memory format if so configured."""
-        if self.channels_last:
-            return batch_inputs.contiguous(memory_format=torch.channels_last)
-        return batch_inputs
+        if not self.channels_last:
+            return batch_inputs
+        if batch_inputs.dim() == 5:  # (N, S, C, H, W): each member's view channels-last
+            return batch_inputs.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        return batch_inputs.contiguous(memory_format=torch.channels_last)
 
     def extract_feat(self, batch_inputs: Tensor):
         """Backbone and neck features (channels-last input if so configured)."""
