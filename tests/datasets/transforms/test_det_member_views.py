@@ -139,5 +139,6 @@ def test_wrong_channels_with_views_is_an_image_error():
     pre = MODELS.build(dict(type='CheckedDetDataPreprocessor', mean=[0., 0., 0.], std=[1., 1., 1.]))
     batch = _batch([])
     batch['inputs'][1] = batch['inputs'][1][:4]
-    with pytest.raises(ImageError, match=r'expected 2 views of 3 channels, found 4 channels in 1\.jpg'):
+    with pytest.raises(ImageError,
+                       match=r'expected 2 views of 3 channels, found 4 channels in 1\.jpg'):
         pre(batch)
