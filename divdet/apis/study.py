@@ -32,8 +32,10 @@ from divdet.apis.plot import member_key
 from divdet.utils.checkpoint import atomic_write
 from divdet.utils.errors import ConfigError
 
-#: The metric a study reports per toolbox (config ``default_scope``).
+#: The metric a study reports per toolbox (config ``default_scope``), and the
+#: factor to percent (mmdet's COCO AP is a fraction, mmpretrain's top-1 a percent).
 METRICS = {'mmdet': 'coco/bbox_mAP', 'mmpretrain': 'accuracy/top1'}
+TO_PERCENT = {'coco/bbox_mAP': 100.0, 'accuracy/top1': 1.0}
 DEFAULT_VARIANT = 'default'
 
 
@@ -166,6 +168,7 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
     metric reports it (``ens{k}_`` keys).
     """
     rows = []
+    scale = TO_PERCENT.get(metric, 1.0)
     keys = sorted({(r.variant, r.num_members) for r in study.runs()},
                   key=lambda k: (list(dict.fromkeys(r.variant for r in study.runs())).index(k[0]),
                                  k[1]))
@@ -175,8 +178,8 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
         ens, best, mean = [], [], []
         for res in results:
             m = res['metrics']
-            ens.append(100 * m[metric])
-            members = [100 * m[member_key(metric, i)] for i in range(s)
+            ens.append(scale * m[metric])
+            members = [scale * m[member_key(metric, i)] for i in range(s)
                        if member_key(metric, i) in m]
             if members:
                 best.append(max(members))

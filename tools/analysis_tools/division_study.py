@@ -98,7 +98,7 @@ def main() -> None:
         spent.append(time.time() - start)
         left = sum(r not in done for r in runs)
         eta = left * sum(spent) / len(spent) / 60
-        value = 100 * done[run]['metrics'][metric]
+        value = st.TO_PERCENT[metric] * done[run]['metrics'][metric]
         print(f'study: {run.name} finished in {spent[-1] / 60:.1f} min, ensemble '
               f'{metric} {value:.1f}; {left} runs left, about {eta:.0f} min', flush=True)
         write(latency)

@@ -1,0 +1,52 @@
+"""divdet.apis.study: which runs a study makes and how it summarises them."""
+import pytest
+
+from divdet.apis import study as st
+from divdet.utils import ConfigError
+
+
+def test_runs_are_seed_major_and_variants_need_members():
+    study = st.Study('c.py', 'w', [1, 2, 4], [0, 1],
+                     st.parse_variants([['no-cot', 'model.bbox_head.loss_cot=None']]))
+    names = [r.name for r in study.runs()]
+    assert names[:5] == ['default_s1_seed0', 'default_s2_seed0', 'default_s4_seed0',
+                         'no-cot_s2_seed0', 'no-cot_s4_seed0']
+    assert len(names) == 10 and 'no-cot_s1_seed0' not in names
+    run = study.runs()[3]
+    assert study.overrides(run) == ['model.num_members=2', 'randomness.seed=0',
+                                    'model.bbox_head.loss_cot=None']
+
+
+@pytest.mark.parametrize('items, message', [
+    ([['x']], "--variant 'x' needs KEY=VALUE overrides"),
+    ([['x', 'a']], "--variant 'x' needs KEY=VALUE"),
+    ([['x', 'a=1'], ['x', 'b=2']], 'used twice'),
+    ([['default', 'a=1']], 'used twice'),
+])
+def test_bad_variants(items, message):
+    with pytest.raises(ConfigError, match=message):
+        st.parse_variants(items)
+
+
+def _result(metrics, seed, s, minutes=1.0):
+    return dict(variant='default', num_members=s, seed=seed, minutes=minutes, metrics=metrics)
+
+
+def test_summary_in_percent_for_both_toolboxes():
+    study = st.Study('c.py', 'w', [2], [0, 1])
+    runs = study.runs()
+    cls = {runs[0]: _result({'accuracy/top1': 98.0, 'accuracy/member0_top1': 97.0,
+                             'accuracy/member1_top1': 95.0}, 0, 2),
+           runs[1]: _result({'accuracy/top1': 99.0, 'accuracy/member0_top1': 96.0,
+                             'accuracy/member1_top1': 98.0}, 1, 2)}
+    (row, ) = st.summarise(study, cls, {}, {}, 'accuracy/top1')
+    assert row['ensemble'] == pytest.approx((98.5, 0.7071), abs=1e-4)
+    assert row['best_member_runs'] == [97.0, 98.0]
+    assert row['mean_member'][0] == pytest.approx(96.5)
+    det = {runs[0]: _result({'coco/bbox_mAP': 0.3, 'coco/member0_bbox_mAP': 0.25,
+                             'coco/member1_bbox_mAP': 0.28}, 0, 2)}
+    (row, ) = st.summarise(study, det, {}, {}, 'coco/bbox_mAP')
+    assert row['ensemble'] == pytest.approx((30.0, 0.0))
+    assert row['best_member'][0] == pytest.approx(28.0) and row['seeds'] == [0]
+    md = st.markdown(study, [row], 'coco/bbox_mAP', 2)
+    assert '1 of 2 runs finished' in md and '30.0 +- 0.0' in md
