@@ -64,7 +64,8 @@ class DividedCocoMetric(CocoMetric):
                             for m in sample.get('member_pred_instances', ()))
             first_k = tuple(_to_result(sample['img_id'], m)
                             for m in sample.get('first_k_pred_instances', ()))
-            self.results[start + k] = self.results[start + k] + (members, first_k)
+            ids = tuple(sample.get('member_indices', range(len(members))))
+            self.results[start + k] = self.results[start + k] + (members, first_k, ids)
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """Evaluate the ensemble, then each member, and log one table."""
@@ -72,12 +73,13 @@ class DividedCocoMetric(CocoMetric):
         num_members = len(results[0][2]) if results else 0
         num_first_k = len(results[0][3]) if results else 0
         logger.info('Evaluating the ensemble...' if num_members else 'Evaluating...')
-        metrics = OrderedDict(super().compute_metrics([(g, r) for g, r, _, _ in results]))
+        metrics = OrderedDict(super().compute_metrics([(r[0], r[1]) for r in results]))
         rows = [('ensemble' if num_members else 'model', dict(metrics))]
         prefix = self.outfile_prefix
         # (table row, key prefix, the results of that model per image)
-        others = [(f'member {i}', f'member{i}_', lambda r, i=i: r[2][i])
-                  for i in range(num_members)]
+        ids = results[0][4] if results else ()  # members run (all, or test_cfg.members)
+        others = [(f'member {m}', f'member{m}_', lambda r, i=i: r[2][i])
+                  for i, m in enumerate(ids)]
         others += [(f'first {j + 2} members', f'ens{j + 2}_', lambda r, j=j: r[3][j])
                    for j in range(num_first_k)]
         try:

@@ -153,11 +153,13 @@ class DividedSSDHead(BaseModule):
                                     cfg=resolve_nms_cfg(head.test_cfg), rescale=rescale)
 
     def fuse_members(self, members: Sequence[InstanceList], batch_data_samples: SampleList,
-                     rescale: bool = False) -> InstanceList:
+                     rescale: bool = False,
+                     indices: Optional[Sequence[int]] = None) -> InstanceList:
         """Fused detections per image from the members' (``test_cfg.ensemble``).
 
-        ``members`` may be the first k < S members (the ensemble of the first
-        k); WBF's member ``weights`` are then the first k weights.
+        ``members`` may be some of the S members: those with ``indices``, or by
+        default the first ``len(members)``; WBF's member ``weights`` are then
+        those members' weights.
         """
         if len(members) == 1:
             return members[0]
@@ -165,7 +167,8 @@ class DividedSSDHead(BaseModule):
         cfg = self.test_cfg or {}
         ensemble = dict(cfg.get('ensemble', DEFAULT_ENSEMBLE))
         if ensemble.get('weights') is not None:
-            ensemble['weights'] = list(ensemble['weights'])[:len(members)]
+            weights = list(ensemble['weights'])
+            ensemble['weights'] = [weights[i] for i in (indices or range(len(members)))]
         return fuse_batch([[m[j] for m in members] for j in range(len(img_metas))],
                           [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas],
                           ensemble, cfg.get('max_per_img', 200))

@@ -22,6 +22,24 @@ from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
 
+def check_test_members(members, num_members: int) -> Optional[tuple[int, ...]]:
+    """``test_cfg.members`` as a tuple of member indices, or None for all members.
+
+    Raises:
+        ConfigError: not a non-empty sequence of distinct indices below S.
+    """
+    if members is None:
+        return None
+    if (isinstance(members, (str, bytes)) or not hasattr(members, '__iter__')
+            or not list(members) or len(set(members)) != len(list(members))
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < num_members
+                       for i in members)):
+        raise ConfigError(f'test_cfg.members must list distinct member indices in '
+                          f'0..{num_members - 1} (num_members={num_members}), found {members!r}')
+    members = tuple(members)
+    return None if members == tuple(range(num_members)) else members
+
+
 @register_model
 class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStageDetector):
     """A stock mmdet single-stage detector whose backbone, neck and head are divided.
@@ -85,6 +103,7 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
         self.bbox_head = MODELS.build(bbox_head)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        self.test_members = check_test_members((test_cfg or {}).get('members'), num_members)
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -140,9 +159,25 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
                 rescale: bool = True) -> SampleList:
         """Fused detections in ``pred_instances``, each member's in
         ``member_pred_instances``, and for S > 2 the fusion of the first k members
-        (k = 2 .. S-1) in ``first_k_pred_instances[k - 2]``."""
+        (k = 2 .. S-1) in ``first_k_pred_instances[k - 2]``.
+
+        With ``test_cfg.members`` (e.g. ``(0, 2)``) only those members run and are
+        fused (deploying k of S members without retraining); their detections are
+        in ``member_pred_instances`` in that order, named by ``member_indices``.
+        """
+        head = self.bbox_head
+        if self.test_members is not None:  # deploy a subset: only those members run
+            x = self._layout(batch_inputs)
+            members = map_members(lambda i: head.predict_member(
+                i, self._member_outputs(i, x), batch_data_samples, rescale), self.test_members)
+            fused = head.fuse_members(members, batch_data_samples, rescale,
+                                      indices=self.test_members)
+            batch_data_samples = self.add_pred_to_datasample(batch_data_samples, fused)
+            for j, sample in enumerate(batch_data_samples):
+                sample.member_pred_instances = [m[j] for m in members]
+                sample.set_metainfo(dict(member_indices=list(self.test_members)))
+            return batch_data_samples
         if self._pipelined():
-            head = self.bbox_head
             members = self._map_pipelines(batch_inputs, lambda i, outs: head.predict_member(
                 i, outs, batch_data_samples, rescale))
             fused = self.bbox_head.fuse_members(members, batch_data_samples, rescale)

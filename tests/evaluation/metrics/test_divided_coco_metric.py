@@ -94,3 +94,24 @@ def test_first_k_member_ensembles_equal_pycocotools(tmp_path):
     assert 0 < results['coco/ens3_bbox_mAP'] < 1
     assert results['coco/ens2_bbox_mAP'] != results['coco/ens3_bbox_mAP']
     assert 'coco/ens4_bbox_mAP' not in results and 'coco/ens1_bbox_mAP' not in results
+
+
+def test_members_of_a_subset_are_named_by_their_indices(tmp_path):
+    import json
+    ann = make_shapes_dataset(tmp_path, num_train=0, num_val=3, size=64, seed=3)['val']
+    coco = json.loads(ann.read_text())
+    metric = DividedCocoMetric(ann_file=str(ann), metric='bbox')
+    metric.dataset_meta = dict(classes=('circle', 'square', 'triangle'))
+    samples = []
+    for img in coco['images']:
+        gts = [a for a in coco['annotations'] if a['image_id'] == img['id']]
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a['bbox'] for a in gts)]
+        pred = InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                            scores=torch.ones(len(gts)),
+                            labels=torch.tensor([a['category_id'] - 1 for a in gts]))
+        samples.append(dict(img_id=img['id'], ori_shape=(img['height'], img['width']),
+                            pred_instances=pred, member_pred_instances=[pred, pred],
+                            member_indices=[0, 2]))
+    metric.process({}, samples)
+    results = metric.evaluate(len(samples))
+    assert 'coco/member2_bbox_mAP' in results and 'coco/member1_bbox_mAP' not in results

@@ -91,6 +91,50 @@ def test_predict_fuses_the_first_k_members(execution):
                                                            data_samples([[]]))[0]
 
 
+def test_test_members_run_and_fuse_a_subset():
+    """test_cfg.members=(0, 2) of S=4: the same detections as members 0 and 2 of a full
+    run, fused with their own WBF weights; only those members run."""
+    from divdet.models.utils.ensemble import fuse_member_results
+    torch.manual_seed(0)
+    cfg = detector_cfg(num_members=4)
+    cfg['test_cfg'] = dict(cfg['test_cfg'], score_thr=0.0,
+                           ensemble=dict(type='wbf', iou_thr=0.55, weights=[1, 2, 3, 4]))
+    full = MODELS.build(cfg)
+    full.init_weights()
+    full.eval()
+    subset = MODELS.build(dict(cfg, test_cfg=dict(cfg['test_cfg'], members=[0, 2])))
+    subset.load_state_dict(full.state_dict())
+    subset.eval()
+    ran = []
+    for i, member in enumerate(subset.backbone.members):
+        member.register_forward_hook(lambda *args, i=i: ran.append(i))
+    inputs = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        everything = full.predict(inputs, data_samples([[], []]))
+        two = subset.predict(inputs, data_samples([[], []]))
+    assert sorted(set(ran)) == [0, 2]
+    for a, b in zip(everything, two):
+        assert b.metainfo['member_indices'] == [0, 2]
+        for mine, theirs in zip(b.member_pred_instances, [a.member_pred_instances[i]
+                                                          for i in (0, 2)]):
+            torch.testing.assert_close(mine.bboxes, theirs.bboxes)
+        expected = fuse_member_results(
+            [a.member_pred_instances[0], a.member_pred_instances[2]], a.ori_shape,
+            dict(type='wbf', iou_thr=0.55, weights=[1, 3]), 50)
+        torch.testing.assert_close(b.pred_instances.bboxes, expected.bboxes)
+        torch.testing.assert_close(b.pred_instances.scores, expected.scores)
+
+
+@pytest.mark.parametrize('members', [[], [0, 0], [4], [-1], 'ab', [1.0]])
+def test_bad_test_members_are_refused(members):
+    from divdet.utils import ConfigError
+    cfg = detector_cfg(num_members=4)
+    cfg['test_cfg'] = dict(cfg['test_cfg'], members=members)
+    with pytest.raises(ConfigError, match=r'test_cfg.members must list distinct member '
+                       r'indices in 0\.\.3'):
+        MODELS.build(cfg)
+
+
 def test_num_members_is_set_once():
     cfg = detector_cfg(num_members=2)
     cfg['backbone']['num_members'] = 4
