@@ -243,31 +243,51 @@ def run_main(main: Callable[[], None]) -> None:
 
 
 #: A constructor's TypeError for a keyword it does not take.
-_UNKNOWN_KEY = re.compile(r"^(?:\w+\.)*(\w+)\.__init__\(\) got an unexpected keyword argument "
-                          r"'(\w+)'$")
+_UNKNOWN_KEY = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'$")
 
 
 def unknown_config_key(err: TypeError) -> str | None:
     """A one-line message for a config key that a built class does not accept.
 
-    Returns None unless ``err`` was raised by mmengine's ``build_from_cfg``
-    itself, calling the class a config dict names with a keyword its
-    ``__init__`` does not take: exactly a misspelt config (or
-    ``--cfg-options``) key. Any other TypeError is a bug and keeps its
-    traceback.
+    Returns None unless ``err`` says that some ``__init__`` got an unexpected
+    keyword, the call happened while mmengine's ``build_from_cfg`` built a class
+    from a config dict, and that keyword is a key of that config dict (at any
+    depth): exactly a misspelt config (or ``--cfg-options``) key. Any other
+    TypeError is a bug and keeps its traceback.
     """
-    found = _UNKNOWN_KEY.match(str(err))
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if found is None or tb is None or tb.tb_frame.f_code.co_name != 'build_from_cfg':
+    found = _UNKNOWN_KEY.search(str(err))
+    if found is None:
         return None
-    cls = tb.tb_frame.f_locals.get('obj_cls')
     name, key = found.groups()
-    if not isinstance(cls, type) or cls.__name__ != name:
+    built, tb = None, err.__traceback__
+    while tb is not None:  # the innermost build_from_cfg frame: what was being built
+        if tb.tb_frame.f_code.co_name == 'build_from_cfg':
+            built = tb.tb_frame.f_locals
+        tb = tb.tb_next
+    if built is None or not _has_key(built.get('cfg'), key):
         return None
-    params = []
-    for klass in cls.__mro__:  # follow **kwargs up to the class that takes them
+    cls = built.get('obj_cls')
+    owner = cls.__name__ if isinstance(cls, type) else '?'
+    where = '' if owner == name else f' (in the config of {owner})'
+    accepted = ''
+    if isinstance(cls, type) and owner == name:
+        accepted = f'; it accepts {", ".join(_init_params(cls))}'
+    return (f'config key {key!r}{where} is not an argument of {name}{accepted} '
+            f'(check the config and --cfg-options for a misspelt key)')
+
+
+def _has_key(cfg, key: str) -> bool:
+    if isinstance(cfg, dict):
+        return key in cfg or any(_has_key(v, key) for v in cfg.values())
+    if isinstance(cfg, (list, tuple)):
+        return any(_has_key(v, key) for v in cfg)
+    return False
+
+
+def _init_params(cls: type) -> list[str]:
+    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` up the MRO."""
+    params: list[str] = []
+    for klass in cls.__mro__:
         init = klass.__dict__.get('__init__')
         if init is None:
             continue
@@ -279,5 +299,4 @@ def unknown_config_key(err: TypeError) -> str | None:
                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         if not any(p.kind is p.VAR_KEYWORD for p in sig):
             break
-    return (f'config key {key!r} is not an argument of {name}; it accepts '
-            f'{", ".join(params)} (check the config and --cfg-options for a misspelt key)')
+    return params

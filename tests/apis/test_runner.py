@@ -27,3 +27,35 @@ def test_cpu_launch_uses_gloo_and_a_cpu_ddp_wrapper():
 def test_sync_bn_on_cpu_is_a_config_error():
     with pytest.raises(ConfigError, match="sync_bn='torch' needs CUDA devices"):
         load_config(CONFIG, _args('pytorch', {'sync_bn': 'torch'}))
+
+
+def test_a_type_error_that_is_not_a_config_key_keeps_its_traceback():
+    """Only a keyword that is a key of the config being built is a config error."""
+    from mmengine.registry import Registry
+
+    from divdet.apis.runner import unknown_config_key
+    registry = Registry('probe')
+
+    @registry.register_module()
+    class Buggy:
+        def __init__(self, width=1):
+            dict.fromkeys([], 0, bogus=1)  # a bug: an unexpected keyword inside
+
+    @registry.register_module()
+    class Inner:
+        def __init__(self, depth=1):
+            pass
+
+    @registry.register_module()
+    class Outer:
+        def __init__(self, **kwargs):
+            Inner(**kwargs)
+
+    for cfg, expected in ((dict(type='Buggy', width=2), None),
+                          (dict(type='Outer', dpth=2), "config key 'dpth' (in the config of "
+                           'Outer) is not an argument of Inner')):
+        try:
+            registry.build(cfg)
+        except TypeError as err:
+            message = unknown_config_key(err)
+        assert (message is None) if expected is None else message.startswith(expected), message

@@ -113,6 +113,10 @@ def test_refused_checkpoint_is_one_line(tool, tmp_path, case):
      'model.backbone.num_members=4 disagrees with model.num_members=2'),
     ('model.num_member=2', "config key 'num_member' is not an argument of "
      'DividedSingleStageDetector; it accepts num_members, backbone, bbox_head'),
+    ('model.backbone.depthh=2', "config key 'depthh' (in the config of DividedResNet) is not "
+     'an argument of ResNet'),
+    ('model.bbox_head.head.num_classs=3', "config key 'num_classs' is not an argument of "
+     'SSDHead; it accepts num_classes'),
 ])
 def test_bad_model_options_are_one_line(tool, tmp_path, option, fragment):
     make_shapes_dataset(tmp_path / 'data', num_train=2, num_val=2, size=64)
