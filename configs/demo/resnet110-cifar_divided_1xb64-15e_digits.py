@@ -10,6 +10,7 @@ custom_imports = dict(imports=['divdet'], allow_failed_imports=False)
 data_root = 'data/digits/'
 max_epochs = 15
 batch_size = 64
+input_size = 16  # the images' side (FLOPs are quoted at it)
 base_lr = 0.1
 
 model = dict(
@@ -27,7 +28,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='MemberViews', transforms=[  # one view per member
-        dict(type='RandomCrop', crop_size=16, padding=2),
+        dict(type='RandomCrop', crop_size=input_size, padding=2),
         dict(type='RandomErasing', erase_prob=0.25, mode='const', min_area_ratio=0.02,
              max_area_ratio=0.1, fill_color=0),
     ]),
