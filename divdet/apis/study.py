@@ -318,10 +318,15 @@ def measure_latency(study: Study, done: dict[Run, dict], root: str, tool: str,
                     rounds: int = 3, calls: int = 20) -> dict[str, float]:
     """Batch-1 latency of every (variant, S) with a finished run: one process per
     (variant, S) and round, the rounds interleaved; the median over rounds.
-    Measured with the lowest finished seed's checkpoint."""
+    Measured with the checkpoint of the lowest finished seed that still has one."""
     pick: dict[str, Run] = {}
+    names = {f'{run.variant}_s{run.num_members}' for run in done}
     for run in sorted(done, key=lambda r: r.seed):
-        pick.setdefault(f'{run.variant}_s{run.num_members}', run)
+        if osp.isfile(done[run]['checkpoint']) and osp.isdir(study.run_dir(run)):
+            pick.setdefault(f'{run.variant}_s{run.num_members}', run)
+    for name in sorted(names - set(pick)):  # e.g. results copied without checkpoints
+        print(f'study: no checkpoint of {name} is left; its latency is not measured',
+              flush=True)
     samples: dict[str, list[float]] = {name: [] for name in pick}
     for _ in range(rounds):
         for name, run in pick.items():

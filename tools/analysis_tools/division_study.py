@@ -104,8 +104,8 @@ def main() -> None:
         write(latency)
     if not args.skip_latency and set(latency) != {f'{r.variant}_s{r.num_members}' for r in done}:
         print('study: measuring batch-1 latency (one process per variant and S)', flush=True)
-        latency = st.measure_latency(study, done, ROOT, osp.abspath(__file__),
-                                     args.latency_rounds, args.latency_calls)
+        latency = {**latency, **st.measure_latency(study, done, ROOT, osp.abspath(__file__),
+                                                   args.latency_rounds, args.latency_calls)}
         st.write_json(latency_file, latency)
     write(latency)
     print(f'study: wrote {args.work_dir}/study.json, study.md, study.png', flush=True)
