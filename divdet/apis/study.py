@@ -153,10 +153,11 @@ def write_json(path: str, obj) -> None:
     atomic_write(json.dumps(obj, indent=2).encode(), path)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _mean_std(values: list[float]) -> tuple:
+    """(mean, sample std); None where undefined (no values; std of one value)."""
     if not values:
-        return float('nan'), float('nan')
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
@@ -196,7 +197,11 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
 
 def _fmt(pair, digits: int = 1) -> str:
     mean, std = pair
-    return '-' if mean != mean else f'{mean:.{digits}f} +- {std:.{digits}f}'
+    if mean is None:
+        return '-'
+    if std is None:
+        return f'{mean:.{digits}f} (one run)'
+    return f'{mean:.{digits}f} +- {std:.{digits}f}'
 
 
 def markdown(study: Study, rows: list[dict], metric: str, total: int) -> str:
@@ -235,15 +240,17 @@ def plot(rows: list[dict], metric: str) -> bytes:
     for ax, (key, label) in zip(axes, (('params_m', 'parameters (M)'),
                                        ('latency_ms', 'latency, batch 1 (ms)'))):
         for variant in dict.fromkeys(r['variant'] for r in rows):
-            pts = [r for r in rows if r['variant'] == variant and r[key] is not None
-                   and r['ensemble'][0] == r['ensemble'][0]]
+            def drawn(r, key=key):
+                return r[key] is not None and r['ensemble'][0] is not None
+
+            pts = [r for r in rows if r['variant'] == variant and drawn(r)]
             if variant != DEFAULT_VARIANT:  # draw the variant from the same S=1 point
-                pts = [r for r in rows if r['variant'] == DEFAULT_VARIANT and r['num_members'] == 1
-                       and r[key] is not None and r['ensemble'][0] == r['ensemble'][0]] + pts
+                pts = [r for r in rows if r['variant'] == DEFAULT_VARIANT
+                       and r['num_members'] == 1 and drawn(r)] + pts
             if not pts:
                 continue
             ax.errorbar([r[key] for r in pts], [r['ensemble'][0] for r in pts],
-                        yerr=[r['ensemble'][1] for r in pts], marker='o', capsize=3,
+                        yerr=[r['ensemble'][1] or 0.0 for r in pts], marker='o', capsize=3,
                         label=variant)
             for r in pts:
                 ax.annotate(f"S={r['num_members']}", (r[key], r['ensemble'][0]),

@@ -46,7 +46,8 @@ def test_summary_in_percent_for_both_toolboxes():
     det = {runs[0]: _result({'coco/bbox_mAP': 0.3, 'coco/member0_bbox_mAP': 0.25,
                              'coco/member1_bbox_mAP': 0.28}, 0, 2)}
     (row, ) = st.summarise(study, det, {}, {}, 'coco/bbox_mAP')
-    assert row['ensemble'] == pytest.approx((30.0, 0.0))
+    assert row['ensemble'][0] == pytest.approx(30.0) and row['ensemble'][1] is None
     assert row['best_member'][0] == pytest.approx(28.0) and row['seeds'] == [0]
     md = st.markdown(study, [row], 'coco/bbox_mAP', 2)
-    assert '1 of 2 runs finished' in md and '30.0 +- 0.0' in md
+    assert '1 of 2 runs finished' in md and '30.0 (one run)' in md and '+- 0.0' not in md
+    assert st.plot([row], 'coco/bbox_mAP')[:4] == b'\x89PNG'

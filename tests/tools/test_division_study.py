@@ -80,3 +80,11 @@ def test_bad_variant_is_one_line(tool, tmp_path):
                 check=False)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert "divdet: error: --variant 'x' needs KEY=VALUE overrides" in proc.stderr
+
+
+def test_summary_only_runs_nothing(tool, tmp_path):
+    proc = tool(TOOL, CONFIG, '--splits', '1', '2', '--seeds', '0', '--work-dir',
+                str(tmp_path / 'study'), '--summary-only')
+    assert 'study: 2 runs, 0 already finished' in proc.stdout
+    assert not (tmp_path / 'study' / 'runs').exists()
+    assert '0 of 2 runs finished' in (tmp_path / 'study' / 'study.md').read_text()

@@ -3,7 +3,7 @@
 Usage:
     python tools/analysis_tools/division_study.py CONFIG --splits 1 2 4 --seeds 0 1 2
         [--variant NAME KEY=VALUE ...] [--cfg-options KEY=VALUE ...] --work-dir DIR
-        [--latency-rounds 3] [--skip-latency]
+        [--latency-rounds 3] [--skip-latency] [--summary-only]
 
 For every (variant, S, seed) it runs ``tools/train.py`` and ``tools/test.py`` as
 a user would (``model.num_members=S randomness.seed=SEED`` plus the variant's
@@ -45,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--latency-rounds', type=int, default=3)
     parser.add_argument('--latency-calls', type=int, default=20)
     parser.add_argument('--skip-latency', action='store_true')
+    parser.add_argument('--summary-only', action='store_true',
+                        help='rewrite study.json/md/png from the finished runs; run nothing')
     parser.add_argument('--latency-of', help=argparse.SUPPRESS)  # worker: one measurement
     parser.add_argument('--calls', type=int, default=20, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -91,7 +93,7 @@ def main() -> None:
             latency = json.load(f)
     spent = []
     for run in runs:
-        if run in done:
+        if run in done or args.summary_only:
             continue
         start = time.time()
         done[run] = st.execute(study, run, ROOT)
@@ -102,7 +104,8 @@ def main() -> None:
         print(f'study: {run.name} finished in {spent[-1] / 60:.1f} min, ensemble '
               f'{metric} {value:.1f}; {left} runs left, about {eta:.0f} min', flush=True)
         write(latency)
-    if not args.skip_latency and set(latency) != {f'{r.variant}_s{r.num_members}' for r in done}:
+    measured = {f'{r.variant}_s{r.num_members}' for r in done}
+    if not (args.skip_latency or args.summary_only) and set(latency) != measured:
         print('study: measuring batch-1 latency (one process per variant and S)', flush=True)
         latency = {**latency, **st.measure_latency(study, done, ROOT, osp.abspath(__file__),
                                                    args.latency_rounds, args.latency_calls)}
