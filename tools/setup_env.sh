@@ -2,7 +2,7 @@
 # Create divdet's environment (.venv in the checkout) and install everything.
 #
 # Idempotent: a second run checks each step and skips what is already done.
-# Steps (each verified on the 2-core CPU machines):
+# Steps (verified on the 2-core CPU machines; the reasons are in docs/environment.md):
 #   1. a virtual environment with setuptools>=77,<82 (mmcv needs pkg_resources);
 #   2. torch 2.14.1 / torchvision 0.29.1;
 #   3. mmcv 2.1.0 built from its source distribution *with ops* (C++20, -O1,
@@ -81,7 +81,7 @@ else
     SRC="$BUILD/mmcv-$MMCV_VERSION"
     # torch 2.14 headers need C++20; mmcv's setup.py appends -std=c++17 after
     # the user's flags, so the flag has to change in the source itself.
-    grep -q 'c++17' "$SRC/setup.py" || fail "mmcv setup.py no longer mentions c++17; check ENVIRONMENT.md"
+    grep -q 'c++17' "$SRC/setup.py" || fail "mmcv setup.py no longer mentions c++17; see docs/environment.md (mmcv build)"
     sed -i 's/c++17/c++20/g' "$SRC/setup.py"
     # Without -O1 -g0 the build runs for over an hour on two cores.
     ( cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=2 CFLAGS="-O1 -g0" CXXFLAGS="-O1 -g0" \
