@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -57,8 +56,6 @@ def print_rows(rows: list[tuple[str, dict]], fmt: str = '{:>8.3f}') -> None:
 
 
 def write_json(path: str, obj) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path + '.part', 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(path + '.part', path)
+    """Write JSON atomically (temporary file, fsync, then rename)."""
+    from divdet.utils.checkpoint import atomic_write
+    atomic_write(json.dumps(obj, indent=2).encode(), path)

@@ -27,9 +27,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from divdet.apis.demo import latest_metrics
+from divdet.apis.demo import latest_metrics, write_json
 from divdet.apis.plot import member_key
-from divdet.utils.checkpoint import atomic_write
 from divdet.utils.errors import ConfigError
 
 #: The metric a study reports per toolbox (config ``default_scope``), and the
@@ -147,10 +146,6 @@ def finished(study: Study) -> dict[Run, dict]:
             with open(path) as f:
                 done[run] = json.load(f)
     return done
-
-
-def write_json(path: str, obj) -> None:
-    atomic_write(json.dumps(obj, indent=2).encode(), path)
 
 
 def _mean_std(values: list[float]) -> tuple:
