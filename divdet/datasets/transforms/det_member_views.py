@@ -8,6 +8,12 @@ to one set of ground-truth boxes, so the views must share their geometry:
 it in the pipeline) and draws the *photometric* transforms after it per
 member. :class:`RandomNoiseBlur` adds the noise and blur that mmdet's
 ``PhotoMetricDistortion`` lacks.
+
+Optionally each member's view is also mirrored horizontally with its own draw
+(``flip_prob``). The boxes stay those of the unmirrored image; the SSD head
+mirrors that member's anchor maps back (columns reversed, the x offset
+negated) before its loss and the co-training loss, so both compare the same
+anchors (:func:`divdet.models.dense_heads.divided_ssd_head.mirror_outputs`).
 """
 from __future__ import annotations
 
@@ -22,8 +28,9 @@ from mmengine.registry import DefaultScope
 from divdet.registry import register_transform
 from divdet.utils.errors import ConfigError
 
-#: Meta key that tells the data preprocessor how many views an image carries;
-#: list it in ``PackDetInputs(meta_keys=...)``.
+#: Meta key of the views an image carries: a tuple with one entry per member,
+#: True where that member's view is mirrored. List it in
+#: ``PackDetInputs(meta_keys=...)``.
 VIEWS_KEY = 'member_views'
 
 
@@ -34,8 +41,9 @@ class DetMemberViews(BaseTransform):
     Each view runs ``transforms`` on its own copy of ``img`` with its own random
     draws; boxes, labels and image size are shared. The views are stacked along
     the channel axis (``img`` becomes (H, W, S * C)) and ``results['member_views']``
-    records S, so that :class:`~divdet.models.CheckedDetDataPreprocessor` turns
-    the batch into (N, S, C, H, W), one view per member. Add ``'member_views'``
+    records the views (one entry per member: whether it is mirrored), so that
+    :class:`~divdet.models.CheckedDetDataPreprocessor` turns the batch into
+    (N, S, C, H, W), one view per member. Add ``'member_views'``
     to ``PackDetInputs``' ``meta_keys``.
 
     ``num_views=None`` (the default) takes the model's S from
@@ -49,6 +57,11 @@ class DetMemberViews(BaseTransform):
             every member shares (an ordinary pipeline), so that a config can
             switch views on and off with one key
             (``--cfg-options train_dataloader.dataset.pipeline.4.per_member=True``).
+        flip_prob: probability that a member's view is mirrored horizontally,
+            drawn per member after ``transforms`` (with ``per_member`` only).
+            The model's head mirrors that member's outputs back; this is exact
+            when the anchors of each feature map are mirror-symmetric about the
+            image centre (the SSD head checks it and refuses otherwise).
 
     Raises:
         ConfigError: (when applied) a transform changed the image size or the
@@ -56,10 +69,14 @@ class DetMemberViews(BaseTransform):
     """
 
     def __init__(self, transforms: list, num_views: Optional[int] = None,
-                 per_member: bool = True) -> None:
+                 per_member: bool = True, flip_prob: float = 0.0) -> None:
         with DefaultScope.overwrite_default_scope('mmdet'):
             self.pipeline = Compose(transforms)
         self.per_member = per_member
+        if isinstance(flip_prob, bool) or not isinstance(flip_prob, (int, float)) \
+                or not 0 <= flip_prob <= 1:
+            raise ConfigError(f'flip_prob must be a probability in [0, 1], found {flip_prob!r}')
+        self.flip_prob = float(flip_prob)
         self.num_views = None
         if num_views is not None:
             self.set_num_views(num_views)
@@ -79,7 +96,7 @@ class DetMemberViews(BaseTransform):
                                'custom_hooks (it sets one view per member) or give num_views')
         image = results['img']
         boxes = results.get('gt_bboxes')
-        views = []
+        views, mirrored = [], []
         for _ in range(self.num_views):
             # deep copies: a geometric transform would change boxes in place
             view = {k: copy.deepcopy(v) for k, v in results.items() if k != 'img'}
@@ -90,14 +107,17 @@ class DetMemberViews(BaseTransform):
                 raise ConfigError('DetMemberViews: a per-member transform changed the image '
                                   'size or the boxes; members must share the geometry (put '
                                   'resizing, flipping and cropping before DetMemberViews)')
-            views.append(view['img'].astype(np.float32))
+            img = view['img'].astype(np.float32)
+            flip = self.flip_prob > 0 and bool(np.random.rand() < self.flip_prob)
+            views.append(np.ascontiguousarray(img[:, ::-1]) if flip else img)
+            mirrored.append(flip)
         results['img'] = np.concatenate(views, axis=2)
-        results[VIEWS_KEY] = self.num_views
+        results[VIEWS_KEY] = tuple(mirrored)
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_views={self.num_views}, '
-                f'per_member={self.per_member}, {self.pipeline})')
+                f'per_member={self.per_member}, flip_prob={self.flip_prob}, {self.pipeline})')
 
 
 def _same_boxes(a, b) -> bool:

@@ -22,7 +22,8 @@ class CheckedDetDataPreprocessor(DetDataPreprocessor):
     image.
 
     Images packed by :class:`~divdet.datasets.transforms.DetMemberViews` carry S
-    views stacked on the channel axis and ``member_views=S`` in their metainfo:
+    views stacked on the channel axis and ``member_views`` (one entry per view)
+    in their metainfo:
     each view is converted and normalised on its own, the batch is padded as
     usual, and ``inputs`` comes out as (N, S, C, H, W), one view per member
     (the divided backbones take that shape). Everything else is the parent's.
@@ -30,7 +31,7 @@ class CheckedDetDataPreprocessor(DetDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         samples = data.get('data_samples') or []
-        views = {s.metainfo.get(VIEWS_KEY) for s in samples}
+        views = {_count(s.metainfo.get(VIEWS_KEY)) for s in samples}
         if views == {None} or not views:
             if self._enable_normalize and self.mean.shape[0] > 1:
                 check_channels(data['inputs'], self.mean.shape[0], samples)
@@ -61,3 +62,8 @@ class CheckedDetDataPreprocessor(DetDataPreprocessor):
             self._channel_conversion, self._enable_normalize = conversion, normalize
         out['inputs'] = out['inputs'].unflatten(1, (num_views, channels))
         return out
+
+
+def _count(views) -> int | None:
+    """The number of views in a sample's ``member_views`` metainfo (None: no views)."""
+    return None if views is None else len(views)

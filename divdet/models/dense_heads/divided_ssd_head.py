@@ -16,16 +16,43 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import DefaultScope
 from torch import Tensor
 
+from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.models.utils.ensemble import fuse_batch
 from divdet.models.utils.fusion import FusedMembers, split_members, stack_members
 from divdet.models.utils.members import map_members
 from divdet.models.utils.nms import resolve_nms_cfg
 from divdet.registry import register_model
+from divdet.utils.errors import ConfigError
 
 #: The reference's fusion (the paper's detection experiments).
 DEFAULT_ENSEMBLE = dict(type='wbf', iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
 
 MemberFeats = Sequence[Sequence[Tensor]]
+
+
+def mirror_outputs(outs: tuple, mirrored: Tensor) -> tuple[list, list]:
+    """A member's (cls_scores, bbox_preds) with the images in ``mirrored`` mirrored.
+
+    For a view that was flipped horizontally, the output at column ``w`` belongs
+    to the anchor at column ``W - 1 - w`` of the unflipped image, and its x
+    offset points the other way. So the columns are reversed and the x delta
+    negated (exact for ``DeltaXYWHBBoxCoder`` with a zero x mean, and when the
+    anchors are mirror-symmetric; :meth:`DividedSSDHead.check_mirroring`). The
+    map is its own inverse.
+
+    Args:
+        outs: levels of (N, A * K, H, W) scores and (N, A * 4, H, W) deltas.
+        mirrored: (N,) bools, the images to mirror.
+    """
+    cls_scores, bbox_preds = outs
+    where = mirrored.view(-1, 1, 1, 1)
+    cls = [torch.where(where, c.flip(-1), c) for c in cls_scores]
+    boxes = []
+    for b in bbox_preds:
+        f = b.flip(-1).unflatten(1, (-1, 4))
+        f = torch.cat([-f[:, :, :1], f[:, :, 1:]], 2).flatten(1, 2)
+        boxes.append(torch.where(where, f, b))
+    return cls, boxes
 
 
 @register_model
@@ -92,6 +119,7 @@ class DividedSSDHead(BaseModule):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.num_classes = self.members[0].num_classes
+        self._mirror_checked: set = set()
 
     def head_of(self, i: int):
         """The SSDHead that member ``i`` uses."""
@@ -125,6 +153,7 @@ class DividedSSDHead(BaseModule):
         """
         gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
         head = self.head_of(i)
+        outs = self.unmirror(i, outs, batch_data_samples)
         return (head.loss_by_feat(*outs, gt_instances, img_metas, gt_ignore),
                 self._flatten_cls(outs[0], head.cls_out_channels))
 
@@ -149,8 +178,62 @@ class DividedSSDHead(BaseModule):
         """
         img_metas = [s.metainfo for s in batch_data_samples]
         head = self.head_of(i)
+        outs = self.unmirror(i, outs, batch_data_samples)
         return head.predict_by_feat(*outs, batch_img_metas=img_metas,
                                     cfg=resolve_nms_cfg(head.test_cfg), rescale=rescale)
+
+    def unmirror(self, i: int, outs: tuple, batch_data_samples: SampleList) -> tuple:
+        """Member ``i``'s outputs in the geometry of the unmirrored images.
+
+        Images whose ``member_views`` metainfo marks member ``i``'s view as
+        mirrored (:class:`~divdet.datasets.transforms.DetMemberViews` with
+        ``flip_prob``) get :func:`mirror_outputs`; the others are unchanged.
+        """
+        views = [s.metainfo.get(VIEWS_KEY) for s in batch_data_samples]
+        flags = [bool(v[i]) if v is not None and i < len(v) else False for v in views]
+        if not any(flags):
+            return outs
+        self.check_mirroring(i, [o.shape[-2:] for o in outs[0]], batch_data_samples, flags)
+        return mirror_outputs(outs, torch.tensor(flags, device=outs[0][0].device))
+
+    def check_mirroring(self, i: int, featmap_sizes: list, batch_data_samples: SampleList,
+                        flags: list) -> None:
+        """Refuse mirrored views whose outputs cannot be mirrored back exactly.
+
+        Raises:
+            ConfigError: the box coder is not a zero-mean ``DeltaXYWHBBoxCoder``, a
+                mirrored image does not fill the padded batch width, or the anchors
+                are not mirror-symmetric about the image centre.
+        """
+        head = self.head_of(i)
+        width = None
+        for sample, flag in zip(batch_data_samples, flags):
+            meta = sample.metainfo
+            pad_w = meta.get('batch_input_shape', meta['img_shape'])[1]
+            if flag and meta['img_shape'][1] != pad_w:
+                raise ConfigError(f'a mirrored member view ({meta.get("img_path", "an image")}) '
+                                  f'is {meta["img_shape"][1]} px wide but padded to {pad_w}; '
+                                  'mirrored views need images that fill the batch width')
+            width = pad_w
+        key = (id(head), tuple(tuple(s) for s in featmap_sizes), width)
+        if key in self._mirror_checked:
+            return
+        coder = head.bbox_coder
+        if type(coder).__name__ != 'DeltaXYWHBBoxCoder' or float(coder.means[0]) != 0.0:
+            raise ConfigError(f'mirrored member views need a DeltaXYWHBBoxCoder with zero x '
+                              f'mean, found {type(coder).__name__} with means '
+                              f'{getattr(coder, "means", None)}')
+        priors = head.prior_generator.grid_priors(featmap_sizes, device='cpu')
+        for level, (anchors, (h, w)) in enumerate(zip(priors, featmap_sizes)):
+            grid = anchors.view(h, w, -1, 4)
+            mirror = torch.stack([width - grid[..., 2], grid[..., 1], width - grid[..., 0],
+                                  grid[..., 3]], -1).flip(1)
+            if not torch.allclose(mirror, grid, atol=1e-3):
+                raise ConfigError(f'mirrored member views: the anchors of level {level} '
+                                  f'({h}x{w} at width {width}) are not mirror-symmetric about '
+                                  'the image centre (feature map width x stride must equal the '
+                                  'input width); use flip_prob=0 for this input size')
+        self._mirror_checked.add(key)
 
     def fuse_members(self, members: Sequence[InstanceList], batch_data_samples: SampleList,
                      rescale: bool = False,

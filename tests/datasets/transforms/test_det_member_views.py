@@ -41,7 +41,7 @@ def test_members_get_different_pixels_and_the_same_boxes():
     views = packed['inputs'].unflatten(0, (3, 3))
     assert not torch.equal(views[0], views[1]) and not torch.equal(views[1], views[2])
     sample = packed['data_samples']
-    assert sample.metainfo['member_views'] == 3
+    assert sample.metainfo['member_views'] == (False, False, False)
     plain = _pipeline([], num_views=1, per_member=False)(_results())['data_samples']
     torch.testing.assert_close(sample.gt_instances.bboxes.tensor,
                                plain.gt_instances.bboxes.tensor)
@@ -142,3 +142,38 @@ def test_wrong_channels_with_views_is_an_image_error():
     with pytest.raises(ImageError,
                        match=r'expected 2 views of 3 channels, found 4 channels in 1\.jpg'):
         pre(batch)
+
+
+def test_mirrored_views_keep_the_boxes_and_record_the_flips():
+    np.random.seed(0)
+    mirrored = _pipeline([], num_views=3, flip_prob=1.0)(_results())
+    plain = _pipeline([], num_views=3)(_results())
+    assert mirrored['data_samples'].metainfo['member_views'] == (True, True, True)
+    assert plain['data_samples'].metainfo['member_views'] == (False, False, False)
+    torch.testing.assert_close(mirrored['inputs'], plain['inputs'].flip(-1))
+    torch.testing.assert_close(mirrored['data_samples'].gt_instances.bboxes.tensor,
+                               plain['data_samples'].gt_instances.bboxes.tensor)
+    np.random.seed(0)
+    some = [_pipeline([], num_views=4, flip_prob=0.5)(_results())['data_samples']
+            .metainfo['member_views'] for _ in range(8)]
+    assert {f for s in some for f in s} == {True, False}  # drawn per member
+    with pytest.raises(ConfigError, match=r'flip_prob must be a probability in \[0, 1\]'):
+        DetMemberViews(PHOTO, flip_prob=1.5)
+
+
+def test_detector_trains_on_mirrored_views():
+    torch.manual_seed(0)
+    model = MODELS.build(detector_cfg(num_members=2))
+    model.init_weights()
+    model.train()
+    np.random.seed(0)
+    samples = [_pipeline(PHOTO, num_views=2, flip_prob=0.5)(_results(k)) for k in range(4)]
+    data = model.data_preprocessor(dict(inputs=[s['inputs'] for s in samples],
+                                        data_samples=[s['data_samples'] for s in samples]),
+                                   training=True)
+    flags = [s.metainfo['member_views'] for s in data['data_samples']]
+    assert any(any(f) for f in flags) and not all(all(f) for f in flags)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    total = sum(sum(v) if isinstance(v, list) else v for v in losses.values())
+    assert torch.isfinite(total)
+    total.backward()

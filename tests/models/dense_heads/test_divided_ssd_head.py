@@ -122,3 +122,83 @@ def test_registered_and_built_from_config():
     head = MODELS.build(dict(type='DividedSSDHead', num_members=2, head=dict(HEAD),
                              in_channels=CHANNELS, train_cfg=TRAIN_CFG, test_cfg=TEST_CFG))
     assert isinstance(head, DividedSSDHead)
+
+
+# ---- mirrored member views: outputs mirrored back before the losses -----------------
+
+def _outs(head, member=0, batch=2):
+    return head.forward_member(member, _feats(2, batch=batch)[member])
+
+
+def _mirrored(samples, flags):
+    for sample, flag in zip(samples, flags):
+        sample.set_metainfo(dict(member_views=flag, batch_input_shape=(64, 64)))
+    return samples
+
+
+def test_mirroring_back_round_trips_exactly():
+    from divdet.models.dense_heads.divided_ssd_head import mirror_outputs
+    outs = _outs(_head())
+    which = torch.tensor([True, False])
+    back = mirror_outputs(mirror_outputs(outs, which), which)
+    for a, b in zip(outs[0] + outs[1], back[0] + back[1]):
+        assert torch.equal(a, b)
+    once = mirror_outputs(outs, which)
+    assert torch.equal(once[0][0][1], outs[0][0][1])  # image 1 is not mirrored
+    assert not torch.equal(once[0][0][0], outs[0][0][0])
+
+
+def test_mirrored_outputs_decode_to_mirrored_boxes():
+    """Decoding the mirrored outputs at the anchors gives each box mirrored, at the
+    mirrored anchor: columns reversed and the x offset negated is the exact map."""
+    from divdet.models.dense_heads.divided_ssd_head import mirror_outputs
+    head = _head()
+    ssd = head.head_of(0)
+    _, deltas = _outs(head, batch=1)
+    mirrored = mirror_outputs(([d[:, :1] for d in deltas], deltas), torch.tensor([True]))[1]
+    sizes = [d.shape[-2:] for d in deltas]
+    for anchors, d, m, (h, w) in zip(ssd.prior_generator.grid_priors(sizes, device='cpu'),
+                                     deltas, mirrored, sizes):
+        plain, flipped = (ssd.bbox_coder.decode(anchors, x[0].permute(1, 2, 0).reshape(-1, 4))
+                          .view(h, w, -1, 4) for x in (d, m))
+        expected = torch.stack([64 - plain[..., 2], plain[..., 1], 64 - plain[..., 0],
+                                plain[..., 3]], -1).flip(1)
+        torch.testing.assert_close(flipped, expected, atol=1e-4, rtol=0)
+
+
+def test_mirrored_view_loss_equals_the_unmirrored_loss():
+    """A member whose outputs come from a mirrored view, marked in ``member_views``,
+    has the loss of the same outputs on the unmirrored image (SSD and co-training)."""
+    from divdet.models.dense_heads.divided_ssd_head import mirror_outputs
+    head = _head()
+    boxes = [[[4, 6, 30, 40], [20, 10, 60, 30]], [[10, 10, 40, 40]]]
+    outs = [head.forward_member(i, f) for i, f in enumerate(_feats(2))]
+    flags = [(True, False), (True, True)]
+    seen = [mirror_outputs(outs[i], torch.tensor([f[i] for f in flags])) for i in range(2)]
+    with head.shared_targets():
+        plain = head.gather_losses([head.loss_member(i, o, data_samples(boxes))
+                                    for i, o in enumerate(outs)])
+    with head.shared_targets():
+        views = head.gather_losses([head.loss_member(i, o, _mirrored(data_samples(boxes), flags))
+                                    for i, o in enumerate(seen)])
+    assert plain.keys() == views.keys()
+    for key in plain:
+        torch.testing.assert_close(views[key], plain[key])
+    unmarked = head.loss_member(0, seen[0], data_samples(boxes))[0]['loss_cls']
+    assert not torch.allclose(sum(unmarked), sum(plain['loss_cls_m0']))
+
+
+def test_mirrored_views_that_cannot_be_mirrored_back_are_refused():
+    from divdet.utils import ConfigError
+    head = _head()
+    outs = _outs(head)
+    samples = _mirrored(data_samples([[[4, 6, 30, 40]], []]), [(True, False), (False, False)])
+    samples[0].set_metainfo(dict(img_shape=(64, 56)))
+    with pytest.raises(ConfigError, match='56 px wide but padded to 64'):
+        head.loss_member(0, outs, samples)
+    # anchors laid out for 64 px on a 60 px wide input are not mirror-symmetric
+    samples = _mirrored(data_samples([[[4, 6, 30, 40]], []], size=60), [(True,), (False,)])
+    for s in samples:
+        s.set_metainfo(dict(batch_input_shape=(60, 60)))
+    with pytest.raises(ConfigError, match='not mirror-symmetric'):
+        head.loss_member(0, outs, samples)
