@@ -94,3 +94,33 @@ def config_complexity(cfg, config_path: str, shape: tuple[int, int] | None = Non
     result = complexity(MODELS.build(cfg.model), (3, *shape))
     result['shape'] = shape
     return result
+
+
+#: The profiler range around the members' decoding, score filter and NMS
+#: (``DividedSSDHead.predict_members``).
+POST_PROCESS_RANGE = 'divdet::post_process'
+
+
+def count_ops(fn) -> tuple[int, int]:
+    """Top-level ``aten::`` operators dispatched by ``fn()``: in all, and within
+    :data:`POST_PROCESS_RANGE`.
+
+    A device-independent proxy for kernel launches (each top-level operator is
+    at least one launch on a GPU), measured with ``torch.profiler`` on the CPU.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    total = post = 0
+    for event in prof.events():
+        if not event.name.startswith('aten::'):
+            continue
+        parent, in_post, top = event.cpu_parent, False, True
+        while parent is not None:
+            top &= not parent.name.startswith('aten::')
+            in_post |= parent.name == POST_PROCESS_RANGE
+            parent = parent.cpu_parent
+        if top:
+            total += 1
+            post += in_post
+    return total, post

@@ -2,9 +2,9 @@
 
 Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
-        [--train-batch 8] [--executions seq threads grouped] [--wbf-images 1 32]
-        [--wbf-classes 80] [--device cpu] [--amp] [--layouts nchw channels-last]
-        [--forward-only] [--default-malloc] [--skip-models | --skip-wbf]
+        [--train-batch 8] [--executions seq threads streams] [--wbf-images 1 32]
+        [--wbf-classes 80] [--device cpu] [--amp] [--layouts auto nchw channels-last]
+        [--load busy|random] [--forward-only] [--default-malloc] [--skip-models | --skip-wbf]
 
 Everything is measured in one run, variants interleaved round-robin so that
 machine noise hits them alike, each variant in its own process (so that one
@@ -13,14 +13,26 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
 - inference latency (network forward and the head's decoding, NMS and fusion,
   ``model.predict``) at each batch size, for S=1 and for S=2 with each
   ``member_execution``: ``seq`` (one member after another), ``threads`` (members
-  concurrently, one thread each; what ``'auto'`` picks on the CPU) and
-  ``grouped`` (members as one grouped-convolution network);
+  concurrently, one thread each; what ``'auto'`` picks on the CPU) and, on a
+  GPU, ``streams`` (each member's kernels on a CUDA stream of its own);
+- the post-processing alone (decoding, score filter, NMS of every member and
+  image, from the same head outputs): divdet's batched route, and mmdet's
+  per-image ``predict_by_feat`` per member next to it;
+- operators dispatched per inference (``torch.profiler``, top-level ``aten::``
+  calls), in all and in the post-processing: a device-independent proxy for the
+  kernel launches a GPU would see;
 - one training step (forward, loss, backward, SGD step) at ``--train-batch``;
-- ``--layouts``: the memory formats to build every variant in, ``nchw``
-  (default; PyTorch's and mmdet's) and/or ``channels-last``; variants in
-  channels-last are named with a ``cl`` suffix, and every ratio is to S=1 in the
-  first layout given (each variant is a process holding its training memory,
-  several GB at batch 8: more than four variants may not fit in memory);
+- ``--load``: ``busy`` (default) scales each head's classification convs so
+  that every member keeps 100-200 boxes per image after NMS, as a trained
+  detector does (random weights give near-uniform scores below ``score_thr``,
+  hence almost no boxes, and would understate decoding, NMS and fusion); the
+  number of boxes is printed; ``random`` keeps the initial weights;
+- ``--layouts``: the memory formats to build every variant in: ``auto``
+  (default: the model's ``channels_last='auto'``, channels-last on the CPU),
+  ``nchw`` and/or ``channels-last``; variants are named with a suffix for
+  layouts after the first, and every ratio is to S=1 in the first layout given
+  (each variant is a process holding its training memory, several GB at batch
+  8: more than four variants may not fit in memory);
 - with ``--amp`` inference runs under fp16 autocast and training with
   AmpOptimWrapper; ``--forward-only`` times the network without decoding/NMS/fusion;
 - WBF time per image, ensemble-boxes (numpy, image by image) against divdet's
@@ -51,6 +63,8 @@ from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import divdet  # noqa: E402,F401
+from divdet.apis.complexity import count_ops  # noqa: E402
+from divdet.utils.allocator import GLIBC_MALLOC  # noqa: E402
 
 
 def _samples(batch: int, size: int, num_classes: int, device: str):
@@ -70,7 +84,15 @@ def _samples(batch: int, size: int, num_classes: int, device: str):
     return out
 
 
-def _build(cfg: Config, num_members: int, execution: str, channels_last: bool, device: str):
+#: ``--load busy``: the factor on each head's classification convs' weights.
+BUSY_SCALE = 6.0
+
+#: ``--layouts`` names -> the model's ``channels_last``.
+LAYOUTS = {'auto': 'auto', 'nchw': False, 'channels-last': True}
+
+
+def _build(cfg: Config, num_members: int, execution: str, channels_last, device: str,
+           load: str = 'busy'):
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
     model_cfg.num_members = num_members
@@ -78,17 +100,19 @@ def _build(cfg: Config, num_members: int, execution: str, channels_last: bool, d
     model_cfg.channels_last = channels_last
     model = MODELS.build(model_cfg)
     model.init_weights()
+    if load == 'busy':
+        with torch.no_grad():
+            for head in model.bbox_head.members:
+                for conv in head.cls_convs:
+                    (conv[-1] if isinstance(conv, torch.nn.Sequential) else conv).weight.mul_(
+                        BUSY_SCALE)
     return model.to(device)
 
 
-#: Set for the variants' processes unless ``--default-malloc``: glibc's default
-#: serves every allocation above 32 MB with a fresh mmap, so each training step
-#: page-faults its large activations in again (S=1's training step at batch 8:
-#: 11.8 s with it, 6.8 s without, on the 2-core CPU; README, *Speed*): an
-#: allocator effect that falls mostly on the largest tensors and would decide
-#: the comparison. PyTorch's CPU guides suggest jemalloc/tcmalloc
-#: for the same reason; these two variables need no extra library.
-GLIBC_MALLOC = {'MALLOC_MMAP_THRESHOLD_': '2147483647', 'MALLOC_TRIM_THRESHOLD_': '4294967295'}
+# GLIBC_MALLOC is set for the variants' processes unless --default-malloc: the
+# allocator setting the tools use (divdet.utils.allocator); with glibc's defaults
+# each step page-faults its large activations in again, an effect that falls
+# mostly on the largest tensors and would decide the comparison.
 
 
 def _timed(fn, device: str) -> float:
@@ -110,8 +134,7 @@ class _Variant:
     process computes at a time: the parent asks them in turn.
     """
 
-    def __init__(self, ctx, args, num_members: int, execution: str,
-                 channels_last: bool) -> None:
+    def __init__(self, ctx, args, num_members: int, execution: str, channels_last) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve,
                                    args=(child, args, num_members, execution, channels_last),
@@ -119,12 +142,13 @@ class _Variant:
         self.process.start()
         child.close()
 
-    def ready(self) -> None:
+    def ready(self):
         reply = self.conn.recv()
         if isinstance(reply, str):
             sys.exit(f'benchmark variant failed:\n{reply}')
+        return reply
 
-    def time(self, what: str, batch: int) -> float:
+    def time(self, what: str, batch: int):
         self.conn.send((what, batch))
         reply = self.conn.recv()
         if isinstance(reply, str):
@@ -136,7 +160,7 @@ class _Variant:
         self.process.join(30)
 
 
-def _serve(conn, args, num_members: int, execution: str, channels_last: bool) -> None:
+def _serve(conn, args, num_members: int, execution: str, channels_last) -> None:
     """The loop of a variant's process: build the model, then time what is asked."""
     import traceback
     try:
@@ -145,7 +169,7 @@ def _serve(conn, args, num_members: int, execution: str, channels_last: bool) ->
         cfg = Config.fromfile(args.config)
         init_default_scope(cfg.get('default_scope', 'mmdet'))
         torch.manual_seed(0)
-        model = _build(cfg, num_members, execution, channels_last, args.device)
+        model = _build(cfg, num_members, execution, channels_last, args.device, args.load)
         size = cfg.get('input_size', 300)
         num_classes = cfg.model.bbox_head.head.num_classes
         inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
@@ -158,10 +182,25 @@ def _serve(conn, args, num_members: int, execution: str, channels_last: bool) ->
         else:
             wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
         device_type = args.device.split(':')[0]
-        conn.send(0.0)  # ready
+        model.eval()
+        with torch.inference_mode():  # the head outputs the post-processing jobs start from
+            b0 = args.batch_sizes[0]
+            head_outs = {b: model(inputs[b], mode='tensor') for b in args.batch_sizes}
+            boxes = [len(r) for member in model.bbox_head.predict_members(head_outs[b0],
+                                                                          samples[b0])
+                     for r in member]
+        conn.send(statistics.mean(boxes))  # ready: boxes per member and image after NMS
     except Exception:
         conn.send(traceback.format_exc())
         return
+
+    def post(b, batched=True):
+        head = model.bbox_head
+        with torch.inference_mode():
+            if batched:
+                head.predict_members(head_outs[b], samples[b])
+            else:
+                [head.predict_member(i, o, samples[b]) for i, o in enumerate(head_outs[b])]
 
     def infer(b):
         model.eval()
@@ -183,7 +222,11 @@ def _serve(conn, args, num_members: int, execution: str, channels_last: bool) ->
             return
         what, b = request
         try:
-            step = infer if what == 'infer' else train
+            if what == 'ops':
+                conn.send(count_ops(lambda b=b: infer(b)))
+                continue
+            step = dict(infer=infer, train=train, post=post,
+                        post_mmdet=lambda b: post(b, batched=False))[what]
             conn.send(_timed(lambda step=step, b=b: step(b), args.device))
         except Exception:
             conn.send(traceback.format_exc())
@@ -196,23 +239,28 @@ def bench_models(cfg: Config, args) -> None:
     if not args.default_malloc:  # read by glibc when each variant's process starts
         for key, value in GLIBC_MALLOC.items():
             os.environ.setdefault(key, value)
-    executions = {'seq': 'sequential', 'threads': 'threads', 'grouped': 'grouped'}
+    executions = {'seq': 'sequential', 'threads': 'threads', 'streams': 'streams'}
     variants = {}  # name -> (S, member_execution, channels_last)
-    for layout in args.layouts:
-        channels_last = layout == 'channels-last'
-        suffix = ' cl' if channels_last else ''
+    for k, layout in enumerate(args.layouts):
+        channels_last = LAYOUTS[layout]
+        suffix = f' {layout}' if k else ''
         variants[f'S=1{suffix}'] = (1, 'sequential', channels_last)
         for short in args.executions:
             variants[f'S=2 {short}{suffix}'] = (2, executions[short], channels_last)
     base = next(iter(variants))
     ctx = multiprocessing.get_context('spawn')
     procs = {name: _Variant(ctx, args, *variant) for name, variant in variants.items()}
-    for proc in procs.values():
-        proc.ready()
-    results = {}
+    boxes = {name: proc.ready() for name, proc in procs.items()}
+    results, ops = {}, {}
     what = 'forward' if args.forward_only else 'inference'
     try:
         jobs = [(f'{what}, batch {b}', 'infer', b) for b in args.batch_sizes]
+        if not args.forward_only:
+            jobs += [(f'post-processing, batch {b}', 'post', b) for b in args.batch_sizes]
+            jobs += [(f'  mmdet per image, batch {b}', 'post_mmdet', b)
+                     for b in args.batch_sizes]
+            ops = {b: {name: proc.time('ops', b) for name, proc in procs.items()}
+                   for b in args.batch_sizes}
         jobs.append((f'training step, batch {args.train_batch}', 'train', args.train_batch))
         for label, kind, b in jobs:
             for proc in procs.values():  # warm-up
@@ -230,6 +278,10 @@ def bench_models(cfg: Config, args) -> None:
           f'{torch.get_num_threads()} threads, one process per variant, median of {args.repeats}')
     print('glibc malloc: ' + ('default' if args.default_malloc else
                               ', '.join(f'{k}={os.environ[k]}' for k in GLIBC_MALLOC)))
+    print(f'load: {args.load} weights' + (f' (head classification convs x{BUSY_SCALE})'
+                                          if args.load == 'busy' else '') +
+          '; boxes per member and image after NMS: ' +
+          ', '.join(f'{n} {b:.0f}' for n, b in boxes.items()))
     others = [n for n in procs if n != base]
     print(f"{'what':<26}" + ''.join(f'{n:>15}' for n in procs) +
           ''.join(f'{n.removeprefix("S=2 ") + " / " + base:>20}' for n in others))
@@ -237,6 +289,11 @@ def bench_models(cfg: Config, args) -> None:
         med = {n: statistics.median(t) * 1000 for n, t in times.items()}
         print(f'{label:<26}' + ''.join(f'{med[n]:>13.1f}ms' for n in procs) +
               ''.join(f'{med[n] / med[base]:>19.2f}x' for n in others))
+    for b, counts in ops.items():
+        for k, part in enumerate(('ops per inference', '  of them post-processing')):
+            label = f'{part}, batch {b}'
+            print(f'{label:<26}' + ''.join(f'{counts[n][k]:>15d}' for n in procs) +
+                  ''.join(f'{counts[n][k] / max(counts[base][k], 1):>19.2f}x' for n in others))
 
 
 def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):
@@ -328,15 +385,18 @@ def main() -> None:
     parser.add_argument('--wbf-classes', type=int, default=80,
                         help='labels drawn for the WBF boxes (few labels: long clustering)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--executions', nargs='+', default=['seq', 'threads', 'grouped'],
-                        choices=['seq', 'threads', 'grouped'],
+    parser.add_argument('--executions', nargs='+', default=['seq', 'threads'],
+                        choices=['seq', 'threads', 'streams'],
                         help='S=2 variants to measure next to S=1')
     parser.add_argument('--default-malloc', action='store_true',
                         help="keep glibc's default large-allocation behaviour (see GLIBC_MALLOC)")
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
     parser.add_argument('--skip-wbf', action='store_true', help='only benchmark the models')
-    parser.add_argument('--layouts', nargs='+', default=['nchw'],
-                        choices=['nchw', 'channels-last'],
+    parser.add_argument('--load', default='busy', choices=['busy', 'random'],
+                        help='head weights giving 100-200 boxes per member and image (busy) '
+                        'or the initial ones (random)')
+    parser.add_argument('--layouts', nargs='+', default=['auto'],
+                        choices=list(LAYOUTS),
                         help='memory formats to build every variant in (ratios are to S=1 '
                         'in the first)')
     parser.add_argument('--amp', action='store_true',

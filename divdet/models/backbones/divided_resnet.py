@@ -18,12 +18,11 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-from mmengine.model import BaseModule, ModuleList
+from mmengine.model import ModuleList
 from mmpretrain.models.backbones import ResNet, ResNetV1d, ResNeXt, SEResNet, SEResNeXt
 
 from divdet.models.utils.division import get_arch, scale_dropout
-from divdet.models.utils.fusion import FusedMembers, split_members
-from divdet.models.utils.members import map_members
+from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
@@ -51,7 +50,7 @@ def stage_out_channels(member: torch.nn.Module) -> tuple[int, ...]:
 
 
 @register_model
-class DividedResNet(BaseModule):
+class DividedResNet(DividedPart):
     """A ResNet-family backbone divided into ``num_members`` members.
 
     Args:
@@ -66,9 +65,6 @@ class DividedResNet(BaseModule):
             ResNets); scaled like ``drop_rate``.
         dropout_scaling: ``'linear'`` (p / S), ``'sqrt'`` (p / sqrt(S)) or
             ``'none'``.
-        fused: run the members as one grouped network
-            (:class:`~divdet.models.utils.fusion.FusedMembers`); same outputs
-            and checkpoints as member by member.
         member_init_cfg: optional list of S init configs, one per member (e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``).
             A checkpoint with member-prefixed keys (``members.0.conv1...``)
@@ -83,15 +79,14 @@ class DividedResNet(BaseModule):
     def __init__(self, arch: str, num_members: int = 2,
                  out_indices: Optional[Sequence[int]] = None, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, dropout_scaling: str = 'linear',
-                 fused: bool = False, member_init_cfg: Optional[Sequence[dict]] = None,
+                 member_init_cfg: Optional[Sequence[dict]] = None,
                  init_cfg: Optional[dict] = None, **kwargs) -> None:
-        super().__init__(init_cfg)
+        super().__init__(num_members, init_cfg)
         spec = get_arch(arch, num_members)
         if member_init_cfg is not None and len(member_init_cfg) != num_members:
             raise ConfigError(f'member_init_cfg needs one entry per member ({num_members}), '
                              f'found {len(member_init_cfg)}')
         self.arch = arch
-        self.num_members = num_members
         member_cls = MEMBER_CLASSES[spec.member]
         member_kwargs = dict(spec.fixed, **spec.widths[num_members], **kwargs)
         if out_indices is not None:
@@ -111,7 +106,6 @@ class DividedResNet(BaseModule):
         channels = stage_out_channels(first)
         #: Output channels of one member, one per out index.
         self.member_out_channels: tuple[int, ...] = tuple(channels[i] for i in first.out_indices)
-        self.fused = FusedMembers(self.members) if fused and num_members > 1 else None
 
     def forward(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
         """Run every member on the shared input or on its own view.
@@ -126,20 +120,17 @@ class DividedResNet(BaseModule):
         Raises:
             ValueError: a 5-D input whose number of views is not S.
         """
-        self._check_views(x)
-        if self.fused is not None:
-            stacked = x.flatten(1, 2) if x.dim() == 5 else x.repeat(1, self.num_members, 1, 1)
-            outs = [split_members(o, self.num_members) for o in self.fused(stacked)]
-            return tuple(tuple(o[i] for o in outs) for i in range(self.num_members))
-        views = x.unbind(1) if x.dim() == 5 else [x] * self.num_members
-        return tuple(map_members(lambda member, view: member(view), self.members, views))
+        return super().forward(x)
 
     def forward_member(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Member ``i``'s feature maps (``forward(x)[i]``, computing only that member)."""
-        self._check_views(x)
-        return self.members[i](x[:, i] if x.dim() == 5 else x)
+        """Member ``i``'s feature maps from its input (``member_input(x, i)``)."""
+        return self.members[i](x)
 
-    def _check_views(self, x: torch.Tensor) -> None:
+    def member_input(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Member ``i``'s view ``x[:, i]`` of a 5-D input, else the shared ``x``."""
+        return x[:, i] if x.dim() == 5 else x
+
+    def check_input(self, x: torch.Tensor) -> None:
         if x.dim() == 5 and x.shape[1] != self.num_members:
             raise ValueError(f'got {x.shape[1]} views per image for {self.num_members} '
                              'members; expected one view per member')

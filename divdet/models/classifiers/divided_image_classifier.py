@@ -5,15 +5,17 @@ from typing import Optional
 
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.models.classifiers import ImageClassifier
+from torch import Tensor
 
-from divdet.models.utils.members import MemberExecution, resolve_execution, with_members
+from divdet.models.utils.members import with_members
+from divdet.models.utils.runtime import MemberRuntime
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
 
 @register_model
-class DividedImageClassifier(MemberExecution, DividedModelChecks, ImageClassifier):
+class DividedImageClassifier(DividedModelChecks, ImageClassifier):
     """An mmpretrain ``ImageClassifier`` with a divided backbone, neck and head.
 
     ``num_members`` (S) is written once, here, and passed to the divided
@@ -31,18 +33,22 @@ class DividedImageClassifier(MemberExecution, DividedModelChecks, ImageClassifie
         num_members: the split factor S.
         backbone, neck, head: divided component configs.
         train_cfg: as in mmpretrain (``augments`` for Mixup/CutMix).
-        member_execution: ``'auto'`` (default: members concurrently in threads
-            for inputs on the CPU), ``'threads'`` or ``'sequential'``; see
-            :class:`~divdet.models.utils.members.MemberExecution`.
+        member_execution: how the members run (:mod:`divdet.models.utils.runtime`):
+            ``'auto'`` (default), ``'sequential'``, ``'threads'``, ``'streams'``
+            or ``'devices'``. Each member runs whole (backbone, neck, head) in
+            one call, and the members meet for the loss or the ensemble.
+        member_devices: with ``'devices'``, member i's device (``['cuda:0',
+            'cuda:1']``).
         data_preprocessor, init_cfg: as in mmpretrain.
     """
 
     def __init__(self, num_members: int, backbone: dict, head: dict, neck: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
-                 member_execution: str = 'auto', init_cfg: Optional[dict] = None) -> None:
+                 member_execution: str = 'auto', member_devices: Optional[list] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
-        resolve_execution(member_execution, grouped_ok=False)
+        runtime = MemberRuntime(member_execution, num_members, member_devices)
         backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
         if neck is not None:
             neck = ROOT_MODELS.build(with_members(neck, num_members, 'neck', 'classifier'))
@@ -54,3 +60,25 @@ class DividedImageClassifier(MemberExecution, DividedModelChecks, ImageClassifie
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.num_members = num_members
         self.member_execution = member_execution
+        self.runtime = runtime
+        runtime.attach(self.backbone, self.neck if self.with_neck else None, self.head)
+
+    def member_logits(self, inputs: Tensor) -> list[Tensor]:
+        """Every member's logits, each member run whole (backbone, neck, head) in one call."""
+        self.backbone.check_input(inputs)
+
+        def network(i, to_member):
+            feats = self.backbone.forward_member(
+                i, to_member(self.backbone.member_input(inputs, i)))
+            if self.with_neck:
+                feats = self.neck.forward_member(i, feats)
+            return self.head.forward_member(i, feats)
+        return self.runtime.run(range(self.num_members), network, inputs, model=self)
+
+    def loss(self, inputs: Tensor, data_samples: list) -> dict:
+        """The members' losses and the co-training term."""
+        return self.head.loss_by_logits(self.member_logits(inputs), data_samples)
+
+    def predict(self, inputs: Tensor, data_samples: Optional[list] = None, **kwargs) -> list:
+        """The ensemble's predictions, with every member's scores."""
+        return self.head.predict_by_logits(self.member_logits(inputs), data_samples)

@@ -12,15 +12,15 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from mmengine.config import ConfigDict
-from mmengine.model import BaseModule, ModuleList
+from mmengine.model import ModuleList
 from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
+from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
 from divdet.models.utils.ensemble import fuse_batch
-from divdet.models.utils.fusion import FusedMembers, split_members, stack_members
-from divdet.models.utils.members import map_members
 from divdet.models.utils.nms import resolve_nms_cfg
+from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
@@ -56,7 +56,7 @@ def mirror_outputs(outs: tuple, mirrored: Tensor) -> tuple[list, list]:
 
 
 @register_model
-class DividedSSDHead(BaseModule):
+class DividedSSDHead(DividedPart):
     """SSD heads for S members.
 
     Every member has its own stock mmdet ``SSDHead`` (``share_head=True``
@@ -82,8 +82,6 @@ class DividedSSDHead(BaseModule):
         in_channels: input channels of one member's head (the divided neck's
             ``member_out_channels``); overrides ``head.in_channels``.
         share_head: one head for all members.
-        fused: run the members' prediction convs as one grouped network
-            (ignored with ``share_head``).
         loss_cot: config of the co-training loss; None disables it.
         train_cfg: SSD training config (assigner, neg_pos_ratio, ...).
         test_cfg: SSD test config plus ``ensemble``: ``dict(type='wbf',
@@ -93,12 +91,11 @@ class DividedSSDHead(BaseModule):
     """
 
     def __init__(self, num_members: int, head: dict, in_channels: Optional[Sequence[int]] = None,
-                 share_head: bool = False, fused: bool = False,
+                 share_head: bool = False,
                  loss_cot: Optional[dict] = dict(type='CoTrainingLoss', loss_weight=0.5),
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg)
-        self.num_members = num_members
+        super().__init__(num_members, init_cfg)
         self.share_head = share_head
         # mmdet's heads read their configs by attribute (cfg.min_bbox_size).
         train_cfg = ConfigDict(train_cfg) if train_cfg is not None else None
@@ -115,7 +112,6 @@ class DividedSSDHead(BaseModule):
             # self.loss_cls, which SSDHead never sets (open-mmlab/mmdetection#11780).
             if not hasattr(member, 'loss_cls'):
                 member.loss_cls = None
-        self.fused = FusedMembers(self.members) if fused and num_heads > 1 else None
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.num_classes = self.members[0].num_classes
@@ -125,22 +121,7 @@ class DividedSSDHead(BaseModule):
         """The SSDHead that member ``i`` uses."""
         return self.members[0 if self.share_head else i]
 
-    def _check(self, x: MemberFeats) -> None:
-        if len(x) != self.num_members:
-            raise ValueError(f'expected features of {self.num_members} members, found {len(x)}')
-
-    def forward(self, x: MemberFeats) -> tuple:
-        """Run each member's head on its features (see the class contract)."""
-        self._check(x)
-        if self.fused is None:
-            return tuple(map_members(self.forward_member, range(len(x)), x))
-        cls_scores, bbox_preds = self.fused(tuple(stack_members(level) for level in zip(*x)))
-        cls_scores = [split_members(c, self.num_members) for c in cls_scores]
-        bbox_preds = [split_members(b, self.num_members) for b in bbox_preds]
-        return tuple(([c[i] for c in cls_scores], [b[i] for b in bbox_preds])
-                     for i in range(self.num_members))
-
-    # ---- one member's share: what a detector running members as whole pipelines calls --
+    # ---- one member's share: what a detector running each member whole calls ----------
 
     def forward_member(self, i: int, feats: Sequence[Tensor]) -> tuple[list, list]:
         """Member ``i``'s (cls_scores, bbox_preds) from its features."""
@@ -169,7 +150,7 @@ class DividedSSDHead(BaseModule):
         return losses
 
     def predict_member(self, i: int, outs: tuple, batch_data_samples: SampleList,
-                       rescale: bool = False) -> InstanceList:
+                       rescale: bool = False, mirrored: bool = True) -> InstanceList:
         """Member ``i``'s detections per image (mmdet's SSD decoding and NMS).
 
         ``test_cfg.nms`` of ``type='nms'`` runs :func:`divdet.models.utils.nms.nms`
@@ -178,9 +159,31 @@ class DividedSSDHead(BaseModule):
         """
         img_metas = [s.metainfo for s in batch_data_samples]
         head = self.head_of(i)
-        outs = self.unmirror(i, outs, batch_data_samples)
+        if mirrored:
+            outs = self.unmirror(i, outs, batch_data_samples)
         return head.predict_by_feat(*outs, batch_img_metas=img_metas,
                                     cfg=resolve_nms_cfg(head.test_cfg), rescale=rescale)
+
+    def predict_members(self, outs: Sequence[tuple], batch_data_samples: SampleList,
+                        rescale: bool = False,
+                        indices: Optional[Sequence[int]] = None) -> list[InstanceList]:
+        """Detections per image of every member whose head outputs are in ``outs``.
+
+        ``outs`` are members ``indices`` (default: the first ``len(outs)``). Decoding,
+        score filter and NMS of all of them run in batched calls
+        (:mod:`~divdet.models.dense_heads.batched_post_process`), whose number does
+        not grow with S or the batch; a head or test config that path does not
+        cover runs mmdet's per-image :meth:`predict_member` for each member.
+        """
+        indices = list(range(len(outs))) if indices is None else list(indices)
+        with torch.profiler.record_function('divdet::post_process'):  # see apis.complexity
+            outs = [self.unmirror(i, o, batch_data_samples) for i, o in zip(indices, outs)]
+            head = self.head_of(indices[0])
+            if supports_batched(head, head.test_cfg) is not None:
+                return [self.predict_member(i, o, batch_data_samples, rescale, mirrored=False)
+                        for i, o in zip(indices, outs)]
+            return batched_post_process(head, outs, [s.metainfo for s in batch_data_samples],
+                                        head.test_cfg, rescale)
 
     def unmirror(self, i: int, outs: tuple, batch_data_samples: SampleList) -> tuple:
         """Member ``i``'s outputs in the geometry of the unmirrored images.
@@ -260,11 +263,14 @@ class DividedSSDHead(BaseModule):
 
     def loss(self, x: MemberFeats, batch_data_samples: SampleList) -> dict:
         """Sum of the members' SSD losses plus the co-training term."""
-        self._check(x)
+        self.check_input(x)
         with self.shared_targets():
-            return self.gather_losses(map_members(
-                lambda i, outs: self.loss_member(i, outs, batch_data_samples),
-                range(self.num_members), self.forward(x)))
+            return self.gather_losses(self.runtime.run(
+                range(self.num_members), self._network(x), x,
+                then=lambda i, outs: self.loss_member(i, outs, batch_data_samples)))
+
+    def _network(self, x: MemberFeats):
+        return lambda i, to_member: self.forward_member(i, to_member(x[i]))
 
     @contextmanager
     def shared_targets(self) -> Iterator[None]:
@@ -317,8 +323,8 @@ class DividedSSDHead(BaseModule):
         Returns:
             (fused results per image, [member i's results per image for i < S]).
         """
-        self._check(x)
-        members = map_members(
-            lambda i, outs: self.predict_member(i, outs, batch_data_samples, rescale),
-            range(self.num_members), self.forward(x))
+        self.check_input(x)
+        members = self.predict_members(self.runtime.run(range(self.num_members),
+                                                        self._network(x), x),
+                                       batch_data_samples, rescale)
         return self.fuse_members(members, batch_data_samples, rescale), members

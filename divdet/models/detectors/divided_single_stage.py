@@ -10,13 +10,8 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
-from divdet.models.utils.members import (
-    MemberExecution,
-    in_threads,
-    map_members,
-    resolve_execution,
-    with_members,
-)
+from divdet.models.utils.members import with_members
+from divdet.models.utils.runtime import MemberRuntime, channels_last_for
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
@@ -41,7 +36,7 @@ def check_test_members(members, num_members: int) -> Optional[tuple[int, ...]]:
 
 
 @register_model
-class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStageDetector):
+class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
     """A stock mmdet single-stage detector whose backbone, neck and head are divided.
 
     ``num_members`` (the split factor S) is written once, here; it is passed to
@@ -61,17 +56,20 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
 
     Args:
         num_members: the split factor S.
-        member_execution: how the S members of backbone, neck and head run;
-            same outputs and checkpoints in every case (tested):
-            ``'sequential'`` one after another; ``'threads'`` concurrently, one
-            thread per member (:func:`~divdet.models.utils.members.map_members`);
-            ``'grouped'`` as one grouped-convolution network
-            (:mod:`divdet.models.utils.fusion`); ``'auto'`` (default) threads
-            for inputs on the CPU, where they measured fastest, else
-            sequential (see :class:`~divdet.models.utils.members.MemberExecution`
-            and ``tools/analysis_tools/benchmark.py``).
+        member_execution: how the S members run (:mod:`divdet.models.utils.runtime`;
+            same outputs and checkpoints in every case, tested): ``'auto'``
+            (default: threads on the CPU, sequential on CUDA), ``'sequential'``,
+            ``'threads'``, ``'streams'`` or ``'devices'``. Each member runs
+            whole (backbone, neck, head, then its SSD loss or decoding + NMS)
+            in one call, and the members meet once, for the co-training loss
+            or the fusion of their detections.
+        member_devices: with ``'devices'``, member i's device (e.g.
+            ``['cuda:0', 'cuda:1']``); losses and fusion run on the inputs'.
         channels_last: keep weights and activations in channels-last memory
-            format (faster convolutions on CPU; same results and checkpoints).
+            format: True, False, or ``'auto'`` (default): channels-last where it
+            measured faster, the CPU (:data:`~divdet.models.utils.runtime.AUTO_CHANNELS_LAST`),
+            set again whenever the model moves to another device. Same results
+            (to float rounding) and checkpoints in either layout.
         backbone: a divided backbone config (e.g. ``DividedResNet``).
         neck: a divided neck config (e.g. ``DividedSSDNeck``) or None.
         bbox_head: a divided head config (e.g. ``DividedSSDHead``).
@@ -80,37 +78,58 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
 
     def __init__(self, num_members: int, backbone: dict, bbox_head: dict,
                  neck: Optional[dict] = None, member_execution: str = 'auto',
-                 channels_last: bool = False,
+                 member_devices: Optional[list] = None, channels_last='auto',
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
         self.num_members = num_members
-        self.member_execution = resolve_execution(member_execution)
-        fused_members = member_execution == 'grouped'
-        self.backbone = MODELS.build(
-            with_members(backbone, num_members, 'backbone', 'detector', fused=fused_members))
+        self.member_execution = member_execution
+        self.runtime = MemberRuntime(member_execution, num_members, member_devices)
+        self.backbone = MODELS.build(with_members(backbone, num_members, 'backbone', 'detector'))
         channels = self.backbone.member_out_channels
         if neck is not None:
-            neck = dict(with_members(neck, num_members, 'neck', 'detector', fused=fused_members),
-                        in_channels=channels)
+            neck = dict(with_members(neck, num_members, 'neck', 'detector'), in_channels=channels)
             self.neck = MODELS.build(neck)
             channels = self.neck.member_out_channels
-        bbox_head = dict(with_members(bbox_head, num_members, 'bbox_head', 'detector',
-                                      fused=fused_members),
+        bbox_head = dict(with_members(bbox_head, num_members, 'bbox_head', 'detector'),
                          in_channels=channels, train_cfg=train_cfg, test_cfg=test_cfg)
         self.bbox_head = MODELS.build(bbox_head)
+        if member_devices is not None and self.bbox_head.share_head:
+            raise ConfigError('member_devices: a shared head (bbox_head.share_head=True) '
+                              'cannot live on several devices')
+        self.runtime.attach(self.backbone, self.neck if neck is not None else None,
+                            self.bbox_head)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.test_members = check_test_members((test_cfg or {}).get('members'), num_members)
+        channels_last_for(channels_last, torch.device('cpu'))  # checks the value
         self.channels_last = channels_last
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
+        self._in_channels_last = False
+        self._relayout()
+
+    def _relayout(self) -> None:
+        """Weights channels-last or not, as ``channels_last`` asks for their device."""
+        param = next(self.parameters(), None)
+        want = channels_last_for(self.channels_last,
+                                 param.device if param is not None else torch.device('cpu'))
+        if want != self._in_channels_last:
+            self._in_channels_last = want  # set first: .to() below comes back to _apply
+            super()._apply(lambda t: t.contiguous(
+                memory_format=torch.channels_last if want else torch.contiguous_format)
+                if t.dim() == 4 else t)
+
+    def _apply(self, fn, recurse: bool = True):
+        """``to()``, ``cuda()`` ...; then the layout for the new device."""
+        module = super()._apply(fn, recurse)
+        if hasattr(self, '_in_channels_last'):
+            self._relayout()
+        return module
 
     def _layout(self, batch_inputs: Tensor) -> Tensor:
-        """The inputs in channels-last memory format if so configured."""
-        if not self.channels_last:
+        """The inputs in channels-last memory format if the weights are."""
+        if not self._in_channels_last:
             return batch_inputs
         if batch_inputs.dim() == 5:  # (N, S, C, H, W): each member's view channels-last
             return batch_inputs.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
@@ -120,40 +139,35 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
         """Backbone and neck features (channels-last input if so configured)."""
         return super().extract_feat(self._layout(batch_inputs))
 
-    # With the members in threads, each thread runs its member from the image to
-    # its head's losses or detections (backbone, neck, head, SSD loss or NMS), and
-    # the threads meet once, for the co-training loss or the fusion: one
-    # rendezvous instead of one per part measured faster on the CPU, since the
-    # threads' progress drifts apart and every rendezvous waits for the slower.
+    # Each member runs whole in one call of the runtime's executor (backbone, neck,
+    # head, then its SSD loss or decoding + NMS), and the members meet once, for the
+    # co-training loss or the fusion: one rendezvous instead of one per part measured
+    # faster on the CPU, since members in threads drift apart and every rendezvous
+    # waits for the slower.
 
-    def _pipelined(self) -> bool:
-        return in_threads() and self.member_execution != 'grouped' and self.num_members > 1
+    def _run_members(self, batch_inputs: Tensor, then=None, indices=None) -> list:
+        """``then(i, head outputs of member i)`` for every member (or ``indices``)."""
+        self.backbone.check_input(batch_inputs)
+        x = self._layout(batch_inputs)
 
-    def _member_outputs(self, i: int, batch_inputs: Tensor) -> tuple:
-        feats = self.backbone.forward_member(i, batch_inputs)
-        if self.with_neck:
-            feats = self.neck.forward_member(i, feats)
-        return self.bbox_head.forward_member(i, feats)
-
-    def _map_pipelines(self, batch_inputs: Tensor, then) -> list:
-        batch_inputs = self._layout(batch_inputs)
-        return map_members(lambda i: then(i, self._member_outputs(i, batch_inputs)),
-                           range(self.num_members))
+        def network(i, to_member):
+            feats = self.backbone.forward_member(i, to_member(self.backbone.member_input(x, i)))
+            if self.with_neck:
+                feats = self.neck.forward_member(i, feats)
+            return self.bbox_head.forward_member(i, feats)
+        indices = range(self.num_members) if indices is None else indices
+        return self.runtime.run(indices, network, x, then=then, model=self)
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         """The members' SSD losses and the co-training term."""
-        if not self._pipelined():
-            return super().loss(batch_inputs, batch_data_samples)
         head = self.bbox_head
         with head.shared_targets():
-            return head.gather_losses(self._map_pipelines(
+            return head.gather_losses(self._run_members(
                 batch_inputs, lambda i, outs: head.loss_member(i, outs, batch_data_samples)))
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList = None) -> tuple:
         """Every member's raw head outputs (``mode='tensor'``)."""
-        if not self._pipelined():
-            return super()._forward(batch_inputs, batch_data_samples)
-        return tuple(self._map_pipelines(batch_inputs, lambda i, outs: outs))
+        return tuple(self._run_members(batch_inputs))
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
@@ -166,30 +180,20 @@ class DividedSingleStageDetector(MemberExecution, DividedModelChecks, SingleStag
         in ``member_pred_instances`` in that order, named by ``member_indices``.
         """
         head = self.bbox_head
-        if self.test_members is not None:  # deploy a subset: only those members run
-            x = self._layout(batch_inputs)
-            members = map_members(lambda i: head.predict_member(
-                i, self._member_outputs(i, x), batch_data_samples, rescale), self.test_members)
-            fused = head.fuse_members(members, batch_data_samples, rescale,
-                                      indices=self.test_members)
-            batch_data_samples = self.add_pred_to_datasample(batch_data_samples, fused)
+        members = head.predict_members(self._run_members(batch_inputs, indices=self.test_members),
+                                       batch_data_samples, rescale, indices=self.test_members)
+        fused = head.fuse_members(members, batch_data_samples, rescale,
+                                  indices=self.test_members)
+        batch_data_samples = self.add_pred_to_datasample(batch_data_samples, fused)
+        if self.test_members is not None:  # deployed a subset: only those members ran
             for j, sample in enumerate(batch_data_samples):
                 sample.member_pred_instances = [m[j] for m in members]
                 sample.set_metainfo(dict(member_indices=list(self.test_members)))
             return batch_data_samples
-        if self._pipelined():
-            members = self._map_pipelines(batch_inputs, lambda i, outs: head.predict_member(
-                i, outs, batch_data_samples, rescale))
-            fused = self.bbox_head.fuse_members(members, batch_data_samples, rescale)
-        else:
-            x = self.extract_feat(batch_inputs)
-            fused, members = self.bbox_head.predict_with_members(x, batch_data_samples,
-                                                                 rescale=rescale)
-        batch_data_samples = self.add_pred_to_datasample(batch_data_samples, fused)
         if self.num_members > 1:
             # the ensembles of the first k members, 1 < k < S: accuracy against the
             # number of members (and so against cost) from one test run
-            first_k = [self.bbox_head.fuse_members(members[:k], batch_data_samples, rescale)
+            first_k = [head.fuse_members(members[:k], batch_data_samples, rescale)
                        for k in range(2, self.num_members)]
             for j, sample in enumerate(batch_data_samples):
                 sample.member_pred_instances = [m[j] for m in members]

@@ -4,13 +4,13 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-from mmengine.model import BaseModule, ModuleList
+from mmengine.model import ModuleList
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from divdet.models.utils.members import map_members
+from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
@@ -38,7 +38,7 @@ def combine_logits(logits: Sequence[Tensor], mode: str = 'logits') -> Tensor:
 
 
 @register_model
-class DividedClsHead(BaseModule):
+class DividedClsHead(DividedPart):
     """A stock mmpretrain head (e.g. ``LinearClsHead``) per member.
 
     Training: the sum of the members' losses (each head's own loss, label
@@ -65,10 +65,9 @@ class DividedClsHead(BaseModule):
     def __init__(self, num_members: int, head: dict, in_channels: Optional[int] = None,
                  loss_cot: Optional[dict] = dict(type='CoTrainingLoss', loss_weight=0.5),
                  ensemble: str = 'logits', init_cfg=None) -> None:
-        super().__init__(init_cfg)
+        super().__init__(num_members, init_cfg)
         if ensemble not in ENSEMBLE_MODES:
             raise ConfigError(f'ensemble must be one of {ENSEMBLE_MODES}, found {ensemble!r}')
-        self.num_members = num_members
         self.ensemble = ensemble
         cfg = dict(head)
         if in_channels is not None:
@@ -77,11 +76,13 @@ class DividedClsHead(BaseModule):
             self.members = ModuleList(MODELS.build(cfg) for _ in range(num_members))
             self.loss_cot = MODELS.build(loss_cot) if loss_cot and num_members > 1 else None
 
+    def forward_member(self, i: int, feats) -> Tensor:
+        """Member ``i``'s logits (N, num_classes) from its features."""
+        return self.members[i](feats)
+
     def member_logits(self, feats: Sequence) -> list[Tensor]:
         """Each member's logits, (N, num_classes)."""
-        if len(feats) != self.num_members:
-            raise ValueError(f'expected features of {self.num_members} members, found {len(feats)}')
-        return map_members(lambda head, f: head(f), self.members, feats)
+        return list(super().forward(feats))
 
     def forward(self, feats: Sequence) -> Tensor:
         """Ensemble class probabilities (N, num_classes)."""
@@ -89,7 +90,16 @@ class DividedClsHead(BaseModule):
 
     def loss(self, feats: Sequence, data_samples: list[DataSample], **kwargs) -> dict:
         """Sum of the members' losses plus the co-training term."""
-        logits = self.member_logits(feats)
+        return self.loss_by_logits(self.member_logits(feats), data_samples, **kwargs)
+
+    def predict(self, feats: Sequence,
+                data_samples: Optional[list[Optional[DataSample]]] = None) -> list[DataSample]:
+        """Ensemble predictions, with every member's scores attached when S > 1."""
+        return self.predict_by_logits(self.member_logits(feats), data_samples)
+
+    def loss_by_logits(self, logits: Sequence[Tensor], data_samples: list[DataSample],
+                       **kwargs) -> dict:
+        """:meth:`loss` from the members' logits."""
         losses = {}
         for i, (head, z) in enumerate(zip(self.members, logits)):
             member = head._get_loss(z, data_samples, **kwargs)
@@ -99,10 +109,10 @@ class DividedClsHead(BaseModule):
             losses['loss_cot'] = self.loss_cot(logits)
         return losses
 
-    def predict(self, feats: Sequence,
-                data_samples: Optional[list[Optional[DataSample]]] = None) -> list[DataSample]:
-        """Ensemble predictions, with every member's scores attached when S > 1."""
-        logits = self.member_logits(feats)
+    def predict_by_logits(self, logits: Sequence[Tensor],
+                          data_samples: Optional[list[Optional[DataSample]]] = None
+                          ) -> list[DataSample]:
+        """:meth:`predict` from the members' logits."""
         scores = combine_logits(logits, self.ensemble)
         if data_samples is None:
             data_samples = [None] * scores.shape[0]

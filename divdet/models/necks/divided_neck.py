@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from mmengine.model import BaseModule, ModuleList
+from mmengine.model import ModuleList
 from mmengine.registry import MODELS as ROOT_MODELS
 from torch import Tensor
 
-from divdet.models.utils.members import map_members
+from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 
 
 @register_model
-class DividedNeck(BaseModule):
+class DividedNeck(DividedPart):
     """Applies its own copy of a stock neck (e.g. mmpretrain's
     ``GlobalAveragePooling``) to each member's features.
 
@@ -27,15 +27,8 @@ class DividedNeck(BaseModule):
     """
 
     def __init__(self, num_members: int, neck: dict, init_cfg=None) -> None:
-        super().__init__(init_cfg)
-        self.num_members = num_members
+        super().__init__(num_members, init_cfg)
         self.members = ModuleList(ROOT_MODELS.build(dict(neck)) for _ in range(num_members))
-
-    def forward(self, x: Sequence[Sequence[Tensor]]) -> tuple:
-        """Apply member i's neck to member i's features."""
-        if len(x) != self.num_members:
-            raise ValueError(f'expected features of {self.num_members} members, found {len(x)}')
-        return tuple(map_members(lambda neck, feats: neck(feats), self.members, x))
 
     def forward_member(self, i: int, feats: Sequence[Tensor]):
         """Member ``i``'s neck on member ``i``'s features."""

@@ -4,18 +4,17 @@ from __future__ import annotations
 from typing import Sequence
 
 from mmdet.registry import MODELS
-from mmengine.model import BaseModule, ModuleList
+from mmengine.model import ModuleList
 from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from divdet.models.utils.division import divide_channels
-from divdet.models.utils.fusion import FusedMembers, split_members, stack_members
-from divdet.models.utils.members import map_members
+from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 
 
 @register_model
-class DividedSSDNeck(BaseModule):
+class DividedSSDNeck(DividedPart):
     """The SSD extra layers, one stock ``SSDNeck`` per member.
 
     ``out_channels`` are the *undivided* widths (those of the S=1 network, as
@@ -37,37 +36,23 @@ class DividedSSDNeck(BaseModule):
         out_channels: undivided output widths; the first ``len(in_channels)``
             entries are replaced by ``in_channels``.
         width_power: extra widths are divided by ``S ** width_power``.
-        fused: run the members' extra layers as one grouped network.
         **kwargs: the other ``SSDNeck`` arguments (``level_strides``,
             ``level_paddings``, ``l2_norm_scale``, ...).
     """
 
     def __init__(self, num_members: int, in_channels: Sequence[int],
-                 out_channels: Sequence[int], width_power: float = 1.0, fused: bool = False,
-                 init_cfg=None,
-                 **kwargs) -> None:
-        super().__init__(init_cfg)
+                 out_channels: Sequence[int], width_power: float = 1.0,
+                 init_cfg=None, **kwargs) -> None:
+        super().__init__(num_members, init_cfg)
         n_in = len(in_channels)
         extra = [divide_channels(c, num_members, width_power) for c in out_channels[n_in:]]
         # SSDNeck's 1x1 reduction conv halves the width: keep it even.
         extra = [c + c % 2 for c in extra]
-        self.num_members = num_members
         self.member_out_channels = tuple(in_channels) + tuple(extra)
         cfg = dict(type='SSDNeck', in_channels=tuple(in_channels),
                    out_channels=self.member_out_channels, **kwargs)
         with DefaultScope.overwrite_default_scope('mmdet'):
             self.members = ModuleList(MODELS.build(cfg) for _ in range(num_members))
-        self.fused = FusedMembers(self.members) if fused and num_members > 1 else None
-
-    def forward(self, x: Sequence[Sequence[Tensor]]) -> tuple[tuple[Tensor, ...], ...]:
-        """Apply member i's extra layers to member i's features."""
-        if len(x) != self.num_members:
-            raise ValueError(f'expected features of {self.num_members} members, found {len(x)}')
-        if self.fused is not None:
-            outs = self.fused(tuple(stack_members(level) for level in zip(*x)))
-            outs = [split_members(o, self.num_members) for o in outs]
-            return tuple(tuple(o[i] for o in outs) for i in range(self.num_members))
-        return tuple(map_members(lambda neck, feats: neck(feats), self.members, x))
 
     def forward_member(self, i: int, feats: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Member ``i``'s neck on member ``i``'s features."""

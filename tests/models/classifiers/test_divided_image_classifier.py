@@ -61,14 +61,16 @@ def test_num_members_set_once():
         MODELS.build(cfg)
 
 
-def test_members_in_threads_give_the_sequential_training_step():
+@pytest.mark.parametrize('execution,extra', [
+    ('threads', {}), ('streams', {}), ('devices', dict(member_devices=['cpu', 'cpu']))])
+def test_executors_give_the_sequential_training_step(execution, extra):
     import copy
 
     from mmengine.optim import OptimWrapper
     torch.manual_seed(0)
     seq = MODELS.build(_cfg(member_execution='sequential'))
     seq.init_weights()
-    threaded = MODELS.build(_cfg(member_execution='threads'))
+    threaded = MODELS.build(_cfg(member_execution=execution, **extra))
     threaded.load_state_dict(seq.state_dict())
     batch = _batch(2)
     losses = []
@@ -81,7 +83,7 @@ def test_members_in_threads_give_the_sequential_training_step():
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_classifier_has_no_grouped_execution():
+def test_unknown_execution_is_refused():
     from divdet.utils.errors import ConfigError
     with pytest.raises(ConfigError, match="member_execution must be one of .*found 'grouped'"):
         MODELS.build(_cfg(member_execution='grouped'))

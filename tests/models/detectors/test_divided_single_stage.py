@@ -71,8 +71,8 @@ def test_predict_fuses_the_first_k_members(execution):
     model.init_weights()
     model.eval()
     samples = data_samples([[], []])
-    with torch.no_grad():
-        out = model.predict(torch.rand(2, 3, 64, 64) * 255, samples)
+    with torch.no_grad():  # inputs in [0, 1]: unsaturated scores, so no ties in the fusion
+        out = model.predict(torch.rand(2, 3, 64, 64), samples)
     test_cfg = model.bbox_head.test_cfg
     for sample in out:
         members = sample.member_pred_instances

@@ -1,0 +1,133 @@
+"""SSD decoding, score filter and NMS of all members and all images in batched calls.
+
+mmdet's ``SSDHead.predict_by_feat`` post-processes image by image (a Python
+loop over images, and per image one loop over levels), and a divided head calls
+it once per member: ``S x N x levels`` small calls whose count grows with S and
+the batch. :func:`batched_post_process` stacks the members on the batch
+dimension and does the same work in a fixed number of calls:
+
+- per level: softmax, the ``score_thr`` filter and the ``nms_pre`` best scores
+  of every (member, image) row in one ``topk``;
+- one decode of every kept anchor (``DeltaXYWHBBoxCoder``), clipped to each
+  image, rescaled to the original image, ``min_bbox_size`` filtered;
+- one NMS for everything: boxes are offset per (member, image, label) group,
+  in float64 so that the offsets cost no precision, and each group's boxes are
+  suppressed only by boxes of the same group (mmcv's ``batched_nms`` does this
+  per image, in float32);
+- ``max_per_img`` per (member, image), results split once.
+
+The results equal mmdet's per-image results: the same boxes, scores and labels
+in descending score (tested against ``SSDHead.predict_by_feat``), up to the
+order of boxes with equal scores and the choice among equal scores at the
+``nms_pre`` cut.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from mmengine.structures import InstanceData
+from torch import Tensor
+from torchvision.ops import nms as tv_nms
+
+
+def supports_batched(head, cfg) -> Optional[str]:
+    """None if :func:`batched_post_process` computes ``head``'s results, else why not."""
+    if getattr(head, 'use_sigmoid_cls', False):
+        return 'sigmoid classification'
+    if type(head.bbox_coder).__name__ != 'DeltaXYWHBBoxCoder':
+        return f'box coder {type(head.bbox_coder).__name__}'
+    if getattr(head.bbox_coder, 'add_ctr_clamp', False) or not getattr(
+            head.bbox_coder, 'clip_border', True):
+        return 'a box coder with centre clamping or without border clipping'
+    nms = (cfg or {}).get('nms')
+    if not isinstance(nms, dict) or nms.get('type', 'nms') != 'nms' or nms.get('offset', 0):
+        return f'nms {nms!r} (only type="nms" with offset 0 is batched)'
+    if getattr(head.loss_cls, 'custom_cls_channels', False):
+        return 'custom class channels'
+    return None
+
+
+def _rows(maps: Tensor, channels: int) -> Tensor:
+    """One level's (B, A * channels, H, W) -> (B, H * W * A, channels), SSDHead's order."""
+    b = maps.shape[0]
+    return maps.permute(0, 2, 3, 1).reshape(b, -1, channels)
+
+
+def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict], cfg,
+                         rescale: bool = False) -> list[list[InstanceData]]:
+    """Detections of every member and image, as mmdet's ``SSDHead.predict_by_feat``.
+
+    Args:
+        head: the members' SSDHead (its priors, coder and class count; the
+            members' heads are built from one config).
+        outs: per member, (cls_scores, bbox_preds) over levels, (N, A * (C + 1),
+            H, W) and (N, A * 4, H, W).
+        img_metas: per image, with ``img_shape`` (and ``scale_factor`` for
+            ``rescale``).
+        cfg: the test config (``score_thr``, ``nms_pre``, ``nms``,
+            ``min_bbox_size``, ``max_per_img``).
+        rescale: boxes in the original image's coordinates.
+
+    Returns:
+        Per member, per image, an ``InstanceData`` with bboxes, scores, labels.
+    """
+    num_members, num_images = len(outs), len(img_metas)
+    rows = num_members * num_images
+    num_classes = head.num_classes
+    channels = head.cls_out_channels
+    sizes = [c.shape[-2:] for c in outs[0][0]]
+    device = outs[0][0][0].device
+    priors = head.prior_generator.grid_priors(sizes, device=device)
+    score_thr = cfg.get('score_thr', 0)
+    nms_pre = cfg.get('nms_pre', -1)
+
+    scores, labels, anchors, deltas = [], [], [], []
+    for level, level_priors in enumerate(priors):
+        cls = _rows(torch.cat([o[0][level] for o in outs]), channels)
+        prob = cls.softmax(-1)[..., :num_classes].reshape(rows, -1)  # (B, K * C)
+        k = prob.shape[1] if nms_pre is None or nms_pre <= 0 else min(nms_pre, prob.shape[1])
+        top, idx = prob.masked_fill(prob <= score_thr, -1.0).topk(k, dim=1)
+        anchor, label = idx // num_classes, idx % num_classes
+        box = _rows(torch.cat([o[1][level] for o in outs]), 4)
+        scores.append(top)
+        labels.append(label)
+        anchors.append(level_priors[anchor])
+        deltas.append(box.gather(1, anchor.unsqueeze(-1).expand(-1, -1, 4)))
+    scores, labels = torch.cat(scores, 1), torch.cat(labels, 1)
+    anchors, deltas = torch.cat(anchors, 1), torch.cat(deltas, 1)
+    keep = scores > score_thr  # (B, M)
+
+    boxes = head.bbox_coder.decode(anchors.reshape(-1, 4), deltas.reshape(-1, 4)).view(rows, -1, 4)
+    shapes = torch.tensor([meta['img_shape'][:2] for meta in img_metas], dtype=boxes.dtype,
+                          device=device).repeat(num_members, 1)  # (B, 2): h, w
+    bound = shapes.flip(1).repeat(1, 2).unsqueeze(1)  # (B, 1, 4): w, h, w, h
+    boxes = torch.minimum(boxes.clamp(min=0), bound)
+    if rescale:
+        inverse = torch.tensor([[1 / s for s in meta['scale_factor']] for meta in img_metas],
+                               dtype=boxes.dtype, device=device).repeat(num_members, 1)
+        boxes = boxes * inverse.repeat(1, 2).unsqueeze(1)
+    min_size = cfg.get('min_bbox_size', -1)
+    if min_size is not None and min_size >= 0:
+        keep &= ((boxes[..., 2] - boxes[..., 0]) > min_size) & \
+            ((boxes[..., 3] - boxes[..., 1]) > min_size)
+
+    row = torch.arange(rows, device=device).unsqueeze(1).expand_as(keep)[keep]
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    kept = torch.empty(0, dtype=torch.long, device=device)
+    if scores.numel():
+        group = (row * num_classes + labels).to(torch.float64)
+        span = boxes.max().to(torch.float64) + 1
+        shifted = boxes.to(torch.float64) + (group * span).unsqueeze(1)
+        kept = tv_nms(shifted, scores.to(torch.float64), float(cfg['nms']['iou_threshold']))
+    # kept is in descending score; group by row, keeping that order, then cut
+    order = torch.sort(row[kept], stable=True).indices
+    kept = kept[order]
+    counts = torch.bincount(row[kept], minlength=rows)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(kept.numel(), device=device) - starts[row[kept]]
+    kept = kept[rank < cfg.get('max_per_img', kept.numel() + 1)]
+    counts = torch.bincount(row[kept], minlength=rows).tolist()
+    results = [InstanceData(bboxes=b, scores=s, labels=lab) for b, s, lab in zip(
+        boxes[kept].split(counts), scores[kept].split(counts), labels[kept].split(counts))]
+    return [results[m * num_images:(m + 1) * num_images] for m in range(num_members)]

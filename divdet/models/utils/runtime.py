@@ -1,0 +1,429 @@
+"""How the S members of a divided model run: the one place that decides it.
+
+A divided part (backbone, neck, head; :class:`DividedPart`) writes only what
+*one* member does, ``forward_member(i, x)``. The model that owns the parts (a
+divided detector or classifier) holds one :class:`MemberRuntime`, built from
+its ``member_execution`` (and ``member_devices``) and shared with its parts;
+the runtime picks an :class:`Executor` per device and makes the members'
+calls through it:
+
+- ``'sequential'``: one member after another on the calling thread;
+- ``'threads'``: the members concurrently, one thread each, each with ``1/S``
+  of the caller's intra-op threads (torch releases the GIL in its kernels);
+- ``'streams'``: on a CUDA device each member's kernels go to a CUDA stream
+  of its own, so the members' kernels can overlap; for CPU inputs the same
+  code runs the members one after another;
+- ``'devices'``: member ``i`` on ``member_devices[i]`` (its weights are moved
+  there at the first call), its input copied there, its network outputs
+  gathered back on the input's device, where the losses, decoding and the
+  fusion of the members' detections run (multi-GPU inference of the paper);
+- ``'auto'`` (default): per device, from the measurements in ``docs/speed.md``
+  (``tools/analysis_tools/benchmark.py``): threads on the CPU, sequential on
+  CUDA (the only executor measured on a GPU so far). Training a model with
+  dropout or stochastic depth runs sequentially under ``'auto'``: random
+  draws made from several threads come in a racy order, and runs would not
+  repeat.
+
+The divided models run each member whole (backbone, neck, head, then its SSD
+loss or decoding + NMS) in one call of the executor, and the members meet once,
+for the co-training loss or the fusion. Every executor gives the sequential
+outputs, gradients, batch-norm statistics and checkpoints (tested). While
+torch traces or compiles the model the members run on the calling thread, the
+only one a tracer records.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from mmengine.model import BaseModule, ModuleList
+
+from divdet.utils.errors import ConfigError
+
+#: Values of a divided model's ``member_execution``.
+EXECUTIONS = ('auto', 'sequential', 'threads', 'streams', 'devices')
+
+#: What ``'auto'`` runs, per device type (docs/speed.md).
+AUTO = {'cpu': 'threads'}
+AUTO_OTHERWISE = 'sequential'
+
+#: Where ``channels_last='auto'`` keeps weights and activations channels-last, per
+#: device type: the CPU, where oneDNN runs the members' narrow convolutions much
+#: faster in NHWC (docs/speed.md); elsewhere not measured, so NCHW.
+AUTO_CHANNELS_LAST = {'cpu': True}
+
+
+def channels_last_for(setting, device: torch.device) -> bool:
+    """Whether a model with ``channels_last=setting`` is channels-last on ``device``.
+
+    Raises:
+        ConfigError: ``setting`` is not True, False or ``'auto'``.
+    """
+    if setting == 'auto':
+        return AUTO_CHANNELS_LAST.get(device.type, False)
+    if not isinstance(setting, bool):
+        raise ConfigError(f"channels_last must be True, False or 'auto', found {setting!r}")
+    return setting
+
+
+#: ``network(i, to_member)``: member ``i``'s network; ``to_member`` moves its input
+#: to the member's device.
+Network = Callable[[int, Callable[[Any], Any]], Any]
+
+
+def to_device(obj, device: torch.device):
+    """``obj`` (tensors in nested tuples, lists and dicts) on ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def _same(obj):
+    return obj
+
+
+def draws_random_numbers(module: torch.nn.Module) -> bool:
+    """Whether ``module`` has a dropout or stochastic-depth layer with a non-zero rate."""
+    for m in module.modules():
+        rate = getattr(m, 'p', None) if isinstance(m, torch.nn.modules.dropout._DropoutNd) \
+            else getattr(m, 'drop_prob', None)
+        if rate:
+            return True
+    return False
+
+
+def first_tensor(obj) -> Optional[torch.Tensor]:
+    """The first tensor in nested tuples and lists (None if there is none)."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        for o in obj:
+            t = first_tensor(o)
+            if t is not None:
+                return t
+    return None
+
+
+class Executor:
+    """Makes the members' calls. Subclasses override :meth:`_map`."""
+
+    name = 'sequential'
+
+    def run(self, indices: Sequence[int], network: Network,
+            then: Optional[Callable[[int, Any], Any]] = None,
+            home: Optional[torch.device] = None) -> list:
+        """``[then(i, network(i, to_member)) for i in indices]``, members in order.
+
+        ``then`` (the member's loss or decoding) runs on ``home``, the inputs'
+        device; ``network`` on the member's device.
+        """
+        def member(i):
+            outs = network(i, _same)
+            return outs if then is None else then(i, outs)
+        return self._map([(member, i) for i in indices])
+
+    def _map(self, calls: list) -> list:
+        return [fn(i) for fn, i in calls]
+
+    def __deepcopy__(self, memo):  # pools, streams and locks are not copied
+        return type(self)(*self._init_args())
+
+    def _init_args(self) -> tuple:
+        return ()
+
+    def __getstate__(self):
+        return dict(args=self._init_args())
+
+    def __setstate__(self, state):
+        self.__init__(*state['args'])
+
+
+class SequentialExecutor(Executor):
+    """One member after another on the calling thread."""
+
+
+class _CallerState:
+    """The calling thread's torch state that a worker thread must share.
+
+    Grad mode, inference mode, autocast and the current CUDA device and stream
+    are thread-local in torch; a member run in a pool thread must see the
+    caller's (``torch.no_grad()`` in a test loop, AMP in training).
+    """
+
+    def __init__(self, intra_op_threads: int) -> None:
+        self.intra_op_threads = intra_op_threads
+        self.grad = torch.is_grad_enabled()
+        self.inference = torch.is_inference_mode_enabled()
+        self.autocast = [(d, torch.get_autocast_dtype(d)) for d in ('cpu', 'cuda')
+                         if torch.is_autocast_enabled(d)]
+        self.stream = torch.cuda.current_stream() if torch.cuda.is_initialized() else None
+
+    def run(self, fn: Callable, *args):
+        if torch.get_num_threads() != self.intra_op_threads:
+            torch.set_num_threads(self.intra_op_threads)
+        with ExitStack() as stack:
+            stack.enter_context(torch.inference_mode(self.inference))
+            stack.enter_context(torch.set_grad_enabled(self.grad))
+            for device_type, dtype in self.autocast:
+                stack.enter_context(torch.autocast(device_type, dtype=dtype))
+            if self.stream is not None:
+                stack.enter_context(torch.cuda.device(self.stream.device))
+                stack.enter_context(torch.cuda.stream(self.stream))
+            return fn(*args)
+
+
+class ThreadExecutor(Executor):
+    """The members concurrently: the first on the calling thread, the others in
+    this executor's thread pool.
+
+    The caller's intra-op threads are shared out: each member computes with
+    ``torch.get_num_threads() // S`` of them (at least one), so that S members
+    do not oversubscribe the cores (oversubscribed OpenMP teams also slowed
+    the process's later work). An exception is raised only after every call
+    has ended, so no member is still running when the caller sees it.
+    """
+
+    name = 'threads'
+
+    def __init__(self) -> None:
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():  # a forked child has no threads
+                self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix='divdet-member')
+                self._pid = os.getpid()
+            return self._pool
+
+    def _map(self, calls: list) -> list:
+        if len(calls) < 2:
+            return super()._map(calls)
+        threads = torch.get_num_threads()
+        state = _CallerState(max(1, threads // len(calls)))
+        pool = self._workers()
+        futures = [pool.submit(state.run, fn, i) for fn, i in calls[1:]]
+        try:
+            torch.set_num_threads(state.intra_op_threads)
+            fn, i = calls[0]
+            first = fn(i)
+        finally:
+            wait(futures)
+            torch.set_num_threads(threads)
+        return [first] + [f.result() for f in futures]
+
+
+class StreamExecutor(Executor):
+    """Each member's kernels on a CUDA stream of its own (one host thread).
+
+    Every member stream first waits for the work already queued on the
+    current stream (the inputs), and the current stream waits for every
+    member stream before the results are used. For CPU work the members run
+    one after another through the same code.
+    """
+
+    name = 'streams'
+
+    def __init__(self) -> None:
+        self._streams: dict = {}
+
+    def _map(self, calls: list) -> list:
+        if len(calls) < 2 or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+            return super()._map(calls)
+        current = torch.cuda.current_stream()
+        key = (current.device, len(calls))
+        if key not in self._streams:
+            self._streams[key] = [torch.cuda.Stream(current.device) for _ in calls]
+        out = []
+        for stream, (fn, i) in zip(self._streams[key], calls):
+            stream.wait_stream(current)
+            with torch.cuda.stream(stream):
+                out.append(fn(i))
+        for stream in self._streams[key]:
+            current.wait_stream(stream)
+        return out
+
+
+class DeviceExecutor(Executor):
+    """Member ``i`` on ``devices[i]``; results gathered on the inputs' device.
+
+    The member's network (backbone, neck, head convolutions) runs on its
+    device, the rest (losses, decoding, NMS, fusion) on the inputs' device.
+    Members are placed by :meth:`MemberRuntime.place` before the first call.
+    """
+
+    name = 'devices'
+
+    def __init__(self, devices: Sequence) -> None:
+        self.devices = [torch.device(d) for d in devices]
+
+    def _init_args(self) -> tuple:
+        return (self.devices, )
+
+    def run(self, indices, network, then=None, home=None) -> list:
+        out = []
+        for i in indices:  # asynchronous on GPUs: the devices compute together
+            device = self.devices[i]
+            outs = network(i, lambda x, device=device: to_device(x, device))
+            out.append(outs if home is None else to_device(outs, home))
+        if then is None:
+            return out
+        return [then(i, outs) for i, outs in zip(indices, out)]
+
+
+class MemberRuntime:
+    """How a divided model's members run (see the module docstring).
+
+    Args:
+        execution: one of :data:`EXECUTIONS`.
+        num_members: S.
+        member_devices: with ``'devices'``, one device per member.
+
+    Raises:
+        ConfigError: an unknown execution, or ``member_devices`` that do not fit it.
+    """
+
+    def __init__(self, execution: str = 'auto', num_members: int = 1,
+                 member_devices: Optional[Sequence] = None) -> None:
+        if execution not in EXECUTIONS:
+            raise ConfigError(f'member_execution must be one of {EXECUTIONS}, found '
+                              f'{execution!r}')
+        if (execution == 'devices') != (member_devices is not None):
+            raise ConfigError(f"member_devices goes with member_execution='devices' (one device "
+                              f"per member); found member_execution={execution!r} and "
+                              f'member_devices={member_devices!r}')
+        if member_devices is not None:
+            if isinstance(member_devices, str) or len(member_devices) != num_members:
+                raise ConfigError(f'member_devices needs one device per member ({num_members}), '
+                                  f'found {member_devices!r}')
+            try:
+                [torch.device(d) for d in member_devices]
+            except (RuntimeError, TypeError) as e:
+                raise ConfigError(f'member_devices: {e}, found {member_devices!r}') from None
+        self.execution = execution
+        self.num_members = num_members
+        self.member_devices = list(member_devices) if member_devices is not None else None
+        self._executors: dict[str, Executor] = {}
+        self._parts: list = []
+
+    # ---- wiring ------------------------------------------------------------------
+
+    def attach(self, *parts) -> None:
+        """Make the divided ``parts`` (None skipped) run their members through this runtime."""
+        for part in parts:
+            if isinstance(part, DividedPart):
+                part.runtime = self
+                self._parts.append(part)
+
+    def place(self) -> None:
+        """With ``'devices'``: move member ``i`` of every part to its device (once)."""
+        if self.member_devices is None:
+            return
+        devices = [torch.device(d) for d in self.member_devices]
+        for part in self._parts:
+            for i, member in enumerate(part.members):
+                param = next(member.parameters(), None)
+                if param is not None and param.device != devices[i]:
+                    member.to(devices[i])
+
+    # ---- choosing and running ----------------------------------------------------
+
+    def executor_name(self, device: Optional[torch.device], model=None) -> str:
+        """The executor that runs the members for inputs on ``device``."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return 'sequential'  # tracers and compilers record the calling thread only
+        if self.execution != 'auto':
+            return self.execution
+        name = AUTO.get(device.type if device is not None else 'cpu', AUTO_OTHERWISE)
+        if name == 'threads' and model is not None and model.training \
+                and draws_random_numbers(model):
+            return 'sequential'
+        return name
+
+    def executor(self, name: str) -> Executor:
+        if name not in self._executors:
+            self._executors[name] = {
+                'sequential': SequentialExecutor, 'threads': ThreadExecutor,
+                'streams': StreamExecutor,
+                'devices': lambda: DeviceExecutor(self.member_devices)}[name]()
+        return self._executors[name]
+
+    def run(self, indices: Sequence[int], network: Network, inputs,
+            then: Optional[Callable[[int, Any], Any]] = None, model=None) -> list:
+        """``[then(i, network(i, to_member)) for i in indices]`` through the chosen executor.
+
+        Args:
+            indices: the members to run.
+            network: member ``i``'s network; call ``to_member(x)`` on its input.
+            inputs: the call's inputs (their device chooses the executor).
+            then: what follows the network for member ``i`` (loss, decoding); it
+                runs on the inputs' device.
+            model: the owning model (its training mode and random layers matter
+                for ``'auto'``).
+        """
+        first = first_tensor(inputs)
+        device = first.device if first is not None else None
+        name = self.executor_name(device, model)
+        if name == 'devices':
+            self.place()
+        return self.executor(name).run(list(indices), network, then, home=device)
+
+    def __deepcopy__(self, memo):
+        copy = MemberRuntime.__new__(MemberRuntime)
+        memo[id(self)] = copy
+        copy.execution, copy.num_members = self.execution, self.num_members
+        copy.member_devices = self.member_devices
+        copy._executors = {}
+        from copy import deepcopy
+        copy._parts = deepcopy(self._parts, memo)
+        return copy
+
+
+#: The runtime of a part built on its own (not inside a divided model).
+STANDALONE = MemberRuntime('sequential')
+
+
+class DividedPart(BaseModule):
+    """What every divided part shares: S members in ``self.members`` and how they run.
+
+    A subclass builds ``self.members`` (an ``nn.ModuleList``) and writes
+    :meth:`forward_member`; ``forward`` runs every member on its own input
+    through the owning model's runtime (:class:`MemberRuntime`).
+    """
+
+    runtime: MemberRuntime = STANDALONE
+    members: ModuleList
+
+    def __init__(self, num_members: int, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        self.num_members = num_members
+
+    def forward_member(self, i: int, x):
+        """Member ``i``'s output from its input ``x``."""
+        raise NotImplementedError
+
+    def member_input(self, x, i: int):
+        """Member ``i``'s share of the part's input (here ``x[i]``: one input per member)."""
+        return x[i]
+
+    def check_input(self, x) -> None:
+        """Raise ValueError when ``x`` does not hold one input per member."""
+        if len(x) != self.num_members:
+            raise ValueError(f'{type(self).__name__}: expected the inputs of '
+                             f'{self.num_members} members, found {len(x)}')
+
+    def forward(self, x) -> tuple:
+        """Every member's output, in member order."""
+        self.check_input(x)
+        return tuple(self.runtime.run(
+            range(self.num_members),
+            lambda i, to_member: self.forward_member(i, to_member(self.member_input(x, i))), x))
