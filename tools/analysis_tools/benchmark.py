@@ -22,11 +22,12 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   calls), in all and in the post-processing: a device-independent proxy for the
   kernel launches a GPU would see;
 - one training step (forward, loss, backward, SGD step) at ``--train-batch``;
-- ``--load``: ``busy`` (default) scales each head's classification convs so
-  that every member keeps 100-200 boxes per image after NMS, as a trained
-  detector does (random weights give near-uniform scores below ``score_thr``,
-  hence almost no boxes, and would understate decoding, NMS and fusion); the
-  number of boxes is printed; ``random`` keeps the initial weights;
+- ``--load``: ``busy`` (default) scales each head's classification convs (x1,
+  2, 4, ... until every member keeps at least 100 boxes per image after NMS, as
+  a trained detector does; near-uniform scores of untrained heads can fall
+  below ``score_thr`` and would understate decoding, NMS and fusion);
+  ``random`` keeps the initial weights; the factor and the boxes per member and
+  image are printed;
 - ``--layouts``: the memory formats to build every variant in: ``auto``
   (default: the model's ``channels_last='auto'``, channels-last on the CPU),
   ``nchw`` and/or ``channels-last``; variants are named with a suffix for
@@ -84,11 +85,14 @@ def _samples(batch: int, size: int, num_classes: int, device: str):
     return out
 
 
-#: ``--load busy``: the factor on each head's classification convs' weights.
-BUSY_SCALE = 6.0
+#: ``--load busy``: the factors tried on each head's classification convs' weights,
+#: smallest first, until every member keeps :data:`BUSY_BOXES` boxes per image.
+BUSY_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
+BUSY_BOXES = 100
 
 #: ``--layouts`` names -> the model's ``channels_last``.
 LAYOUTS = {'auto': 'auto', 'nchw': False, 'channels-last': True}
+SUFFIXES = {'auto': 'auto', 'nchw': 'nchw', 'channels-last': 'cl'}  # in variant names
 
 
 def _build(cfg: Config, num_members: int, execution: str, channels_last, device: str,
@@ -100,13 +104,34 @@ def _build(cfg: Config, num_members: int, execution: str, channels_last, device:
     model_cfg.channels_last = channels_last
     model = MODELS.build(model_cfg)
     model.init_weights()
-    if load == 'busy':
-        with torch.no_grad():
-            for head in model.bbox_head.members:
-                for conv in head.cls_convs:
-                    (conv[-1] if isinstance(conv, torch.nn.Sequential) else conv).weight.mul_(
-                        BUSY_SCALE)
     return model.to(device)
+
+
+def _scale_cls_convs(model, factor: float) -> None:
+    with torch.no_grad():
+        for head in model.bbox_head.members:
+            for conv in head.cls_convs:
+                (conv[-1] if isinstance(conv, torch.nn.Sequential) else conv).weight.mul_(factor)
+
+
+def _make_busy(model, inputs, samples) -> tuple[float, float]:
+    """Scale the heads' classification convs until every member keeps BUSY_BOXES boxes
+    per image after NMS (or the largest factor); returns (factor, mean boxes)."""
+    done = 1.0
+    for factor in BUSY_SCALES:
+        _scale_cls_convs(model, factor / done)
+        done = factor
+        boxes = _boxes(model, inputs, samples)
+        if min(boxes) >= BUSY_BOXES:
+            break
+    return done, statistics.mean(boxes)
+
+
+def _boxes(model, inputs, samples) -> list[int]:
+    with torch.inference_mode():
+        outs = model(inputs, mode='tensor')
+        return [len(r) for member in model.bbox_head.predict_members(outs, samples)
+                for r in member]
 
 
 # GLIBC_MALLOC is set for the variants' processes unless --default-malloc: the
@@ -172,9 +197,12 @@ def _serve(conn, args, num_members: int, execution: str, channels_last) -> None:
         model = _build(cfg, num_members, execution, channels_last, args.device, args.load)
         size = cfg.get('input_size', 300)
         num_classes = cfg.model.bbox_head.head.num_classes
-        inputs = {b: torch.rand(b, 3, size, size, device=args.device) * 255
+        images = {b: (torch.rand(b, 3, size, size, device=args.device) * 255).to(torch.uint8)
                   for b in args.batch_sizes + [args.train_batch]}
-        samples = {b: _samples(b, size, num_classes, args.device) for b in inputs}
+        samples = {b: _samples(b, size, num_classes, args.device) for b in images}
+        # inference takes normalised inputs, as the data preprocessor gives them
+        inputs = {b: model.data_preprocessor(dict(inputs=list(x), data_samples=samples[b]))
+                  ['inputs'] for b, x in images.items()}
         if args.amp:
             from mmengine.optim import AmpOptimWrapper
             wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=1e-4,
@@ -183,13 +211,12 @@ def _serve(conn, args, num_members: int, execution: str, channels_last) -> None:
             wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
         device_type = args.device.split(':')[0]
         model.eval()
+        b0 = args.batch_sizes[0]
+        load = ((1.0, statistics.mean(_boxes(model, inputs[b0], samples[b0])))
+                if args.load == 'random' else _make_busy(model, inputs[b0], samples[b0]))
         with torch.inference_mode():  # the head outputs the post-processing jobs start from
-            b0 = args.batch_sizes[0]
             head_outs = {b: model(inputs[b], mode='tensor') for b in args.batch_sizes}
-            boxes = [len(r) for member in model.bbox_head.predict_members(head_outs[b0],
-                                                                          samples[b0])
-                     for r in member]
-        conn.send(statistics.mean(boxes))  # ready: boxes per member and image after NMS
+        conn.send(load)  # ready: (cls conv factor, boxes per member and image after NMS)
     except Exception:
         conn.send(traceback.format_exc())
         return
@@ -213,7 +240,7 @@ def _serve(conn, args, num_members: int, execution: str, channels_last) -> None:
 
     def train(b):
         model.train()
-        data = dict(inputs=list(inputs[b].to(torch.uint8)), data_samples=samples[b])
+        data = dict(inputs=list(images[b]), data_samples=samples[b])
         model.train_step(data, wrapper)
 
     while True:
@@ -243,7 +270,7 @@ def bench_models(cfg: Config, args) -> None:
     variants = {}  # name -> (S, member_execution, channels_last)
     for k, layout in enumerate(args.layouts):
         channels_last = LAYOUTS[layout]
-        suffix = f' {layout}' if k else ''
+        suffix = f' {SUFFIXES[layout]}' if k else ''
         variants[f'S=1{suffix}'] = (1, 'sequential', channels_last)
         for short in args.executions:
             variants[f'S=2 {short}{suffix}'] = (2, executions[short], channels_last)
@@ -278,10 +305,9 @@ def bench_models(cfg: Config, args) -> None:
           f'{torch.get_num_threads()} threads, one process per variant, median of {args.repeats}')
     print('glibc malloc: ' + ('default' if args.default_malloc else
                               ', '.join(f'{k}={os.environ[k]}' for k in GLIBC_MALLOC)))
-    print(f'load: {args.load} weights' + (f' (head classification convs x{BUSY_SCALE})'
-                                          if args.load == 'busy' else '') +
-          '; boxes per member and image after NMS: ' +
-          ', '.join(f'{n} {b:.0f}' for n, b in boxes.items()))
+    print(f'load: {args.load} weights (head classification convs x factor); boxes per '
+          'member and image after NMS: ' +
+          ', '.join(f'{n} {b:.0f} (x{f:g})' for n, (f, b) in boxes.items()))
     others = [n for n in procs if n != base]
     print(f"{'what':<26}" + ''.join(f'{n:>15}' for n in procs) +
           ''.join(f'{n.removeprefix("S=2 ") + " / " + base:>20}' for n in others))

@@ -418,7 +418,7 @@ class DividedPart(BaseModule):
     def check_input(self, x) -> None:
         """Raise ValueError when ``x`` does not hold one input per member."""
         if len(x) != self.num_members:
-            raise ValueError(f'{type(self).__name__}: expected the inputs of '
+            raise ValueError(f'{type(self).__name__}: expected features of '
                              f'{self.num_members} members, found {len(x)}')
 
     def forward(self, x) -> tuple:
