@@ -17,8 +17,9 @@ from divdet.registry import REGISTRIES
 #: base class -> registry name; public subclasses must be registered.
 KINDS = {nn.Module: 'MODELS', Hook: 'HOOKS', BaseMetric: 'METRICS', BaseTransform: 'TRANSFORMS',
          BaseDataset: 'DATASETS', DefaultOptimWrapperConstructor: 'OPTIM_WRAPPER_CONSTRUCTORS'}
-#: Building blocks used inside registered modules, not built from configs.
-NOT_BUILT_FROM_CONFIGS = {'WideBottleneck', 'PreActBlock'}
+#: Building blocks used inside registered modules, not built from configs (DividedPart:
+#: the base class of the divided parts).
+NOT_BUILT_FROM_CONFIGS = {'WideBottleneck', 'PreActBlock', 'DividedPart'}
 
 
 def _public_classes():

@@ -131,7 +131,9 @@ def test_views_reach_each_member():
     data = model.data_preprocessor(_batch(PHOTO), training=True)
     feats = model.backbone(data['inputs'])
     for i in range(2):
-        torch.testing.assert_close(feats[i][0], model.backbone.members[i](data['inputs'][:, i])[0])
+        # float32 within 1e-4: the strided view x[:, i] may take another conv kernel
+        torch.testing.assert_close(feats[i][0], model.backbone.members[i](data['inputs'][:, i])[0],
+                                   rtol=1e-4, atol=1e-4)
     assert not torch.equal(data['inputs'][:, 0], data['inputs'][:, 1])
 
 
