@@ -102,22 +102,27 @@ POST_PROCESS_RANGE = 'divdet::post_process'
 
 
 def count_ops(fn) -> tuple[int, int]:
-    """Top-level ``aten::`` operators dispatched by ``fn()``: in all, and within
-    :data:`POST_PROCESS_RANGE`.
+    """Top-level operators (``aten::``, ``torchvision::``, ...) dispatched by ``fn()``:
+    in all, and within :data:`POST_PROCESS_RANGE`.
 
     A device-independent proxy for kernel launches (each top-level operator is
     at least one launch on a GPU), measured with ``torch.profiler`` on the CPU.
+    An operator called by another (``aten::`` ops inside ``torchvision::nms``) is
+    not counted again.
     """
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
+
+    def is_op(name: str) -> bool:
+        return '::' in name and not name.startswith('divdet::')
     total = post = 0
     for event in prof.events():
-        if not event.name.startswith('aten::'):
+        if not is_op(event.name):
             continue
         parent, in_post, top = event.cpu_parent, False, True
         while parent is not None:
-            top &= not parent.name.startswith('aten::')
+            top &= not is_op(parent.name)
             in_post |= parent.name == POST_PROCESS_RANGE
             parent = parent.cpu_parent
         if top:

@@ -101,8 +101,9 @@ def _per_member(head, outs, samples):
 
 
 def test_post_processing_ops_do_not_grow_with_members_or_images():
-    """Operators dispatched by the post-processing: S=2 and 4 images within 1.1x of
-    S=1 and 1 image (the per-member, per-image route grows with both)."""
+    """Operators dispatched by the post-processing: S=2 within 1.1x of S=1, and 8
+    (member, image) rows within 1.3x of one (mmdet's per-member, per-image route
+    grows more than 4x)."""
     from mmdet.registry import MODELS
 
     from divdet.apis.complexity import count_ops
@@ -125,5 +126,7 @@ def test_post_processing_ops_do_not_grow_with_members_or_images():
             # mmdet's route per member, counted in all (it runs outside the range)
             counts['mmdet', s, n] = ops(partial(_per_member, head, outs, samples))[0]
     assert counts[1, 1] > 20
-    assert counts[2, 4] <= 1.1 * counts[1, 1]
+    for n in (1, 4):  # S=2 within 1.1x of S=1 (one NMS call per member and image)
+        assert counts[2, n] <= 1.1 * counts[1, n]
+    assert counts[2, 4] <= 1.3 * counts[1, 1]
     assert counts['mmdet', 2, 4] > 4 * counts['mmdet', 1, 1]
