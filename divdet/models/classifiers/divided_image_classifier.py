@@ -8,7 +8,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from torch import Tensor
 
 from divdet.models.utils.members import with_members
-from divdet.models.utils.runtime import MemberRuntime
+from divdet.models.utils.runtime import MemberRuntime, whole_member
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
@@ -59,20 +59,13 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.num_members = num_members
-        self.member_execution = member_execution
         self.runtime = runtime
         runtime.attach(self.backbone, self.neck if self.with_neck else None, self.head)
 
     def member_logits(self, inputs: Tensor) -> list[Tensor]:
         """Every member's logits, each member run whole (backbone, neck, head) in one call."""
-        self.backbone.check_input(inputs)
-
-        def network(i, to_member):
-            feats = self.backbone.forward_member(
-                i, to_member(self.backbone.member_input(inputs, i)))
-            if self.with_neck:
-                feats = self.neck.forward_member(i, feats)
-            return self.head.forward_member(i, feats)
+        network = whole_member(self.backbone, self.neck if self.with_neck else None,
+                               self.head, inputs)
         return self.runtime.run(range(self.num_members), network, inputs, model=self)
 
     def loss(self, inputs: Tensor, data_samples: list) -> dict:

@@ -11,7 +11,7 @@ from mmdet.structures import SampleList
 from torch import Tensor
 
 from divdet.models.utils.members import with_members
-from divdet.models.utils.runtime import MemberRuntime, channels_last_for
+from divdet.models.utils.runtime import MemberRuntime, channels_last_for, whole_member
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
@@ -85,7 +85,6 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
         self.num_members = num_members
-        self.member_execution = member_execution
         self.runtime = MemberRuntime(member_execution, num_members, member_devices)
         self.backbone = MODELS.build(with_members(backbone, num_members, 'backbone', 'detector'))
         channels = self.backbone.member_out_channels
@@ -115,7 +114,7 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         want = channels_last_for(self.channels_last,
                                  param.device if param is not None else torch.device('cpu'))
         if want != self._in_channels_last:
-            self._in_channels_last = want  # set first: .to() below comes back to _apply
+            self._in_channels_last = want
             super()._apply(lambda t: t.contiguous(
                 memory_format=torch.channels_last if want else torch.contiguous_format)
                 if t.dim() == 4 else t)
@@ -147,14 +146,9 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
 
     def _run_members(self, batch_inputs: Tensor, then=None, indices=None) -> list:
         """``then(i, head outputs of member i)`` for every member (or ``indices``)."""
-        self.backbone.check_input(batch_inputs)
         x = self._layout(batch_inputs)
-
-        def network(i, to_member):
-            feats = self.backbone.forward_member(i, to_member(self.backbone.member_input(x, i)))
-            if self.with_neck:
-                feats = self.neck.forward_member(i, feats)
-            return self.bbox_head.forward_member(i, feats)
+        network = whole_member(self.backbone, self.neck if self.with_neck else None,
+                               self.bbox_head, x)
         indices = range(self.num_members) if indices is None else indices
         return self.runtime.run(indices, network, x, then=then, model=self)
 

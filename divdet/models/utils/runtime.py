@@ -377,15 +377,18 @@ class MemberRuntime:
             self.place()
         return self.executor(name).run(list(indices), network, then, home=device)
 
-    def __deepcopy__(self, memo):
-        copy = MemberRuntime.__new__(MemberRuntime)
-        memo[id(self)] = copy
-        copy.execution, copy.num_members = self.execution, self.num_members
-        copy.member_devices = self.member_devices
-        copy._executors = {}
-        from copy import deepcopy
-        copy._parts = deepcopy(self._parts, memo)
-        return copy
+
+def whole_member(backbone, neck, head, inputs) -> Network:
+    """Member ``i``'s backbone, neck (None: none) and head on its share of ``inputs``:
+    the ``network`` a divided detector or classifier runs per member."""
+    backbone.check_input(inputs)
+
+    def network(i, to_member):
+        feats = backbone.forward_member(i, to_member(backbone.member_input(inputs, i)))
+        if neck is not None:
+            feats = neck.forward_member(i, feats)
+        return head.forward_member(i, feats)
+    return network
 
 
 #: The runtime of a part built on its own (not inside a divided model).
