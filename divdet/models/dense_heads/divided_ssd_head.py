@@ -263,14 +263,9 @@ class DividedSSDHead(DividedPart):
 
     def loss(self, x: MemberFeats, batch_data_samples: SampleList) -> dict:
         """Sum of the members' SSD losses plus the co-training term."""
-        self.check_input(x)
         with self.shared_targets():
-            return self.gather_losses(self.runtime.run(
-                range(self.num_members), self._network(x), x,
-                then=lambda i, outs: self.loss_member(i, outs, batch_data_samples)))
-
-    def _network(self, x: MemberFeats):
-        return lambda i, to_member: self.forward_member(i, to_member(x[i]))
+            return self.gather_losses(self.run_members(
+                x, then=lambda i, outs: self.loss_member(i, outs, batch_data_samples)))
 
     @contextmanager
     def shared_targets(self) -> Iterator[None]:
@@ -323,8 +318,5 @@ class DividedSSDHead(DividedPart):
         Returns:
             (fused results per image, [member i's results per image for i < S]).
         """
-        self.check_input(x)
-        members = self.predict_members(self.runtime.run(range(self.num_members),
-                                                        self._network(x), x),
-                                       batch_data_samples, rescale)
+        members = self.predict_members(self.run_members(x), batch_data_samples, rescale)
         return self.fuse_members(members, batch_data_samples, rescale), members

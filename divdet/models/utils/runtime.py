@@ -426,7 +426,12 @@ class DividedPart(BaseModule):
 
     def forward(self, x) -> tuple:
         """Every member's output, in member order."""
+        return tuple(self.run_members(x))
+
+    def run_members(self, x, then: Optional[Callable[[int, Any], Any]] = None) -> list:
+        """``[then(i, forward_member(i, member_input(x, i)))]`` through the runtime."""
         self.check_input(x)
-        return tuple(self.runtime.run(
+        return self.runtime.run(
             range(self.num_members),
-            lambda i, to_member: self.forward_member(i, to_member(self.member_input(x, i))), x))
+            lambda i, to_member: self.forward_member(i, to_member(self.member_input(x, i))), x,
+            then=then)
