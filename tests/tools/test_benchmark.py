@@ -47,3 +47,17 @@ def test_benchmark_layouts(tool):
     times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
     ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
     assert len(times) == 4 and _ratios_match(ratios, times)
+
+
+def test_benchmark_compiled_members(tool):
+    out = tool('tools/analysis_tools/benchmark.py',
+               'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py', '--repeats', '1',
+               '--batch-sizes', '1', '--train-batch', '2', '--executions', 'threads',
+               '--compile', '--skip-wbf').stdout
+    header = ' '.join(next(line for line in out.splitlines() if line.startswith('what')).split())
+    assert header.startswith('what S=1 S=2 threads S=1 inductor S=2 inductor')
+    for row in ('inference, batch 1', 'training step, batch 2'):
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
+        ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
+        assert len(times) == 4 and _ratios_match(ratios, times)

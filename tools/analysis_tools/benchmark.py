@@ -4,7 +4,8 @@ Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
         [--train-batch 8] [--executions seq threads streams] [--wbf-images 1 32]
         [--wbf-classes 80] [--device cpu] [--amp] [--layouts auto nchw channels-last]
-        [--load busy|random] [--forward-only] [--default-malloc] [--skip-models | --skip-wbf]
+        [--load busy|random] [--compile] [--forward-only] [--default-malloc]
+        [--skip-models | --skip-wbf]
 
 Everything is measured in one run, variants interleaved round-robin so that
 machine noise hits them alike, each variant in its own process (so that one
@@ -34,6 +35,10 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   layouts after the first, and every ratio is to S=1 in the first layout given
   (each variant is a process holding its training memory, several GB at batch
   8: more than four variants may not fit in memory);
+- ``--compile``: also ``S=1 inductor`` and ``S=2 inductor``, the members'
+  networks compiled by ``torch.compile`` (``compile_members=True``; S=2 runs
+  its members one after another, torch.compile not being thread-safe); each
+  compiles in the warm-up round before its timings;
 - with ``--amp`` inference runs under fp16 autocast and training with
   AmpOptimWrapper; ``--forward-only`` times the network without decoding/NMS/fusion;
 - WBF time per image, ensemble-boxes (numpy, image by image) against divdet's
@@ -95,13 +100,14 @@ LAYOUTS = {'auto': 'auto', 'nchw': False, 'channels-last': True}
 SUFFIXES = {'auto': 'auto', 'nchw': 'nchw', 'channels-last': 'cl'}  # in variant names
 
 
-def _build(cfg: Config, num_members: int, execution: str, channels_last, device: str,
-           load: str = 'busy'):
+def _build(cfg: Config, num_members: int, execution: str, channels_last, compiled: bool,
+           device: str):
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
     model_cfg.num_members = num_members
     model_cfg.member_execution = execution
     model_cfg.channels_last = channels_last
+    model_cfg.compile_members = compiled
     model = MODELS.build(model_cfg)
     model.init_weights()
     return model.to(device)
@@ -159,11 +165,9 @@ class _Variant:
     process computes at a time: the parent asks them in turn.
     """
 
-    def __init__(self, ctx, args, num_members: int, execution: str, channels_last) -> None:
+    def __init__(self, ctx, args, variant: tuple) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve,
-                                   args=(child, args, num_members, execution, channels_last),
-                                   daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child, args, variant), daemon=True)
         self.process.start()
         child.close()
 
@@ -185,8 +189,9 @@ class _Variant:
         self.process.join(30)
 
 
-def _serve(conn, args, num_members: int, execution: str, channels_last) -> None:
-    """The loop of a variant's process: build the model, then time what is asked."""
+def _serve(conn, args, variant: tuple) -> None:
+    """The loop of a variant's process: build the model (``variant``: S,
+    member_execution, channels_last, compile_members), then time what is asked."""
     import traceback
     try:
         warnings.simplefilter('ignore')
@@ -194,7 +199,7 @@ def _serve(conn, args, num_members: int, execution: str, channels_last) -> None:
         cfg = Config.fromfile(args.config)
         init_default_scope(cfg.get('default_scope', 'mmdet'))
         torch.manual_seed(0)
-        model = _build(cfg, num_members, execution, channels_last, args.device, args.load)
+        model = _build(cfg, *variant, args.device)
         size = cfg.get('input_size', 300)
         num_classes = cfg.model.bbox_head.head.num_classes
         images = {b: (torch.rand(b, 3, size, size, device=args.device) * 255).to(torch.uint8)
@@ -267,16 +272,19 @@ def bench_models(cfg: Config, args) -> None:
         for key, value in GLIBC_MALLOC.items():
             os.environ.setdefault(key, value)
     executions = {'seq': 'sequential', 'threads': 'threads', 'streams': 'streams'}
-    variants = {}  # name -> (S, member_execution, channels_last)
+    variants = {}  # name -> (S, member_execution, channels_last, compile_members)
     for k, layout in enumerate(args.layouts):
         channels_last = LAYOUTS[layout]
         suffix = f' {SUFFIXES[layout]}' if k else ''
-        variants[f'S=1{suffix}'] = (1, 'sequential', channels_last)
+        variants[f'S=1{suffix}'] = (1, 'sequential', channels_last, False)
         for short in args.executions:
-            variants[f'S=2 {short}{suffix}'] = (2, executions[short], channels_last)
+            variants[f'S=2 {short}{suffix}'] = (2, executions[short], channels_last, False)
+        if args.compile:  # compiled members run one after another (not thread-safe)
+            variants[f'S=1 inductor{suffix}'] = (1, 'sequential', channels_last, True)
+            variants[f'S=2 inductor{suffix}'] = (2, 'sequential', channels_last, True)
     base = next(iter(variants))
     ctx = multiprocessing.get_context('spawn')
-    procs = {name: _Variant(ctx, args, *variant) for name, variant in variants.items()}
+    procs = {name: _Variant(ctx, args, variant) for name, variant in variants.items()}
     boxes = {name: proc.ready() for name, proc in procs.items()}
     results, ops = {}, {}
     what = 'forward' if args.forward_only else 'inference'
@@ -427,6 +435,9 @@ def main() -> None:
                         'in the first)')
     parser.add_argument('--amp', action='store_true',
                         help='fp16 autocast for inference, AmpOptimWrapper for training (CUDA)')
+    parser.add_argument('--compile', action='store_true',
+                        help="also S=1 and S=2 with compile_members=True (inductor), "
+                             "compiled in the warm-up round")
     parser.add_argument('--forward-only', action='store_true',
                         help='time the network forward instead of model.predict')
     args = parser.parse_args()

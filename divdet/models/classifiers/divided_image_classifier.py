@@ -39,16 +39,19 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
             one call, and the members meet for the loss or the ensemble.
         member_devices: with ``'devices'``, member i's device (``['cuda:0',
             'cuda:1']``).
+        compile_members: ``torch.compile`` each member's network: False
+            (default), True or a dict of ``torch.compile`` arguments
+            (:class:`~divdet.models.utils.runtime.MemberRuntime`).
         data_preprocessor, init_cfg: as in mmpretrain.
     """
 
     def __init__(self, num_members: int, backbone: dict, head: dict, neck: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  member_execution: str = 'auto', member_devices: Optional[list] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 compile_members=False, init_cfg: Optional[dict] = None) -> None:
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
-        runtime = MemberRuntime(member_execution, num_members, member_devices)
+        runtime = MemberRuntime(member_execution, num_members, member_devices, compile_members)
         backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
         if neck is not None:
             neck = ROOT_MODELS.build(with_members(neck, num_members, 'neck', 'classifier'))
@@ -65,7 +68,7 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
     def member_logits(self, inputs: Tensor) -> list[Tensor]:
         """Every member's logits, each member run whole (backbone, neck, head) in one call."""
         network = whole_member(self.backbone, self.neck if self.with_neck else None,
-                               self.head, inputs)
+                               self.head, inputs, self.runtime)
         return self.runtime.run(range(self.num_members), network, inputs, model=self)
 
     def loss(self, inputs: Tensor, data_samples: list) -> dict:

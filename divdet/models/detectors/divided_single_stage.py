@@ -70,6 +70,10 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
             measured faster, the CPU (:data:`~divdet.models.utils.runtime.AUTO_CHANNELS_LAST`),
             set again whenever the model moves to another device. Same results
             (to float rounding) and checkpoints in either layout.
+        compile_members: ``torch.compile`` each member's network (backbone,
+            neck and head layers; one graph per member): False (default), True
+            or a dict of ``torch.compile`` arguments (e.g. ``dict(mode=
+            'reduce-overhead')``). Losses, decoding, NMS and fusion stay eager.
         backbone: a divided backbone config (e.g. ``DividedResNet``).
         neck: a divided neck config (e.g. ``DividedSSDNeck``) or None.
         bbox_head: a divided head config (e.g. ``DividedSSDHead``).
@@ -79,13 +83,15 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
     def __init__(self, num_members: int, backbone: dict, bbox_head: dict,
                  neck: Optional[dict] = None, member_execution: str = 'auto',
                  member_devices: Optional[list] = None, channels_last='auto',
+                 compile_members=False,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
         self.num_members = num_members
-        self.runtime = MemberRuntime(member_execution, num_members, member_devices)
+        self.runtime = MemberRuntime(member_execution, num_members, member_devices,
+                                     compile_members)
         self.backbone = MODELS.build(with_members(backbone, num_members, 'backbone', 'detector'))
         channels = self.backbone.member_out_channels
         if neck is not None:
@@ -148,7 +154,7 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         """``then(i, head outputs of member i)`` for every member (or ``indices``)."""
         x = self._layout(batch_inputs)
         network = whole_member(self.backbone, self.neck if self.with_neck else None,
-                               self.bbox_head, x)
+                               self.bbox_head, x, self.runtime)
         indices = range(self.num_members) if indices is None else indices
         return self.runtime.run(indices, network, x, then=then, model=self)
 

@@ -22,7 +22,8 @@ calls through it:
   CUDA (the only executor measured on a GPU so far). Training a model with
   dropout or stochastic depth runs sequentially under ``'auto'``: random
   draws made from several threads come in a racy order, and runs would not
-  repeat.
+  repeat. So do compiled members (``compile_members``): torch.compile is not
+  thread-safe.
 
 The divided models run each member whole (backbone, neck, head, then its SSD
 loss or decoding + NMS) in one call of the executor, and the members meet once,
@@ -33,8 +34,10 @@ only one a tracer records.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from typing import Any, Callable, Optional, Sequence
@@ -55,6 +58,29 @@ AUTO_OTHERWISE = 'sequential'
 #: device type: the CPU, where oneDNN runs the members' narrow convolutions much
 #: faster in NHWC (docs/speed.md); elsewhere not measured, so NCHW.
 AUTO_CHANNELS_LAST = {'cpu': True}
+
+
+def compile_options(setting) -> Optional[dict]:
+    """``torch.compile`` keyword arguments from a model's ``compile_members``
+    (None: the members' networks are not compiled).
+
+    Raises:
+        ConfigError: ``setting`` is not True, False or a dict of ``torch.compile``
+            arguments.
+    """
+    if setting is None or setting is False:
+        return None
+    if setting is True:
+        return {}
+    if isinstance(setting, dict):
+        allowed = set(inspect.signature(torch.compile).parameters) - {'model'}
+        unknown = sorted(set(setting) - allowed)
+        if unknown:
+            raise ConfigError(f'compile_members: expected torch.compile arguments '
+                              f'({", ".join(sorted(allowed))}), found {unknown}')
+        return dict(setting)
+    raise ConfigError(f'compile_members must be True, False or a dict of torch.compile '
+                      f'arguments, found {setting!r}')
 
 
 def channels_last_for(setting, device: torch.device) -> bool:
@@ -287,13 +313,18 @@ class MemberRuntime:
         execution: one of :data:`EXECUTIONS`.
         num_members: S.
         member_devices: with ``'devices'``, one device per member.
+        compile_members: compile each member's network (backbone, neck and
+            head layers, one graph per member) with ``torch.compile``: True
+            (its defaults), a dict of its arguments (e.g. ``dict(mode='max-autotune')``)
+            or False (default). Losses, decoding, NMS and fusion stay eager.
 
     Raises:
-        ConfigError: an unknown execution, or ``member_devices`` that do not fit it.
+        ConfigError: an unknown execution, ``member_devices`` that do not fit it,
+            or a ``compile_members`` that is not one of the above.
     """
 
     def __init__(self, execution: str = 'auto', num_members: int = 1,
-                 member_devices: Optional[Sequence] = None) -> None:
+                 member_devices: Optional[Sequence] = None, compile_members=False) -> None:
         if execution not in EXECUTIONS:
             raise ConfigError(f'member_execution must be one of {EXECUTIONS}, found '
                               f'{execution!r}')
@@ -312,8 +343,18 @@ class MemberRuntime:
         self.execution = execution
         self.num_members = num_members
         self.member_devices = list(member_devices) if member_devices is not None else None
+        self.compile = compile_options(compile_members)
+        if self.compile is not None and execution == 'threads':
+            raise ConfigError("compile_members: compiled members cannot run in threads "
+                              "(torch.compile is not thread-safe); found member_execution="
+                              "'threads', expected 'auto' (sequential then), 'sequential', "
+                              "'streams' or 'devices'")
         self._executors: dict[str, Executor] = {}
         self._parts: list = []
+        self._compiled: dict = {}  # member -> (its parts, its compiled network)
+
+    def __getstate__(self):  # a copy compiles its own members' networks anew
+        return {**self.__dict__, '_compiled': {}}
 
     # ---- wiring ------------------------------------------------------------------
 
@@ -344,6 +385,8 @@ class MemberRuntime:
         if self.execution != 'auto':
             return self.execution
         name = AUTO.get(device.type if device is not None else 'cpu', AUTO_OTHERWISE)
+        if name == 'threads' and self.compile is not None:
+            return 'sequential'  # torch.compile is not thread-safe
         if name == 'threads' and model is not None and model.training \
                 and draws_random_numbers(model):
             return 'sequential'
@@ -356,6 +399,29 @@ class MemberRuntime:
                 'streams': StreamExecutor,
                 'devices': lambda: DeviceExecutor(self.member_devices)}[name]()
         return self._executors[name]
+
+    def member_network(self, i: int, backbone, neck, head) -> Callable:
+        """Member ``i``'s backbone, neck (None: none) and head as one function of its
+        input, ``torch.compile``-d once per member if ``compile_members`` says so."""
+        def net(x):
+            feats = backbone.forward_member(i, x)
+            if neck is not None:
+                feats = neck.forward_member(i, feats)
+            return head.forward_member(i, feats)
+
+        if self.compile is None or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return net
+        parts, compiled = self._compiled.get(i, ((), None))
+        if len(parts) != 3 or any(a is not b for a, b in zip(parts, (backbone, neck, head))):
+            # dynamo keeps compiled graphs per code object, and at most 8 of them: a
+            # code object of its own per member (and model) keeps member i's graphs
+            # from evicting member j's, which differ only in the closure.
+            net = types.FunctionType(net.__code__.replace(co_name=f'member{i}_network'),
+                                     net.__globals__, f'member{i}_network', None,
+                                     net.__closure__)
+            compiled = torch.compile(net, **self.compile)
+            self._compiled[i] = ((backbone, neck, head), compiled)
+        return compiled
 
     def run(self, indices: Sequence[int], network: Network, inputs,
             then: Optional[Callable[[int, Any], Any]] = None, model=None) -> list:
@@ -378,16 +444,17 @@ class MemberRuntime:
         return self.executor(name).run(list(indices), network, then, home=device)
 
 
-def whole_member(backbone, neck, head, inputs) -> Network:
+def whole_member(backbone, neck, head, inputs, runtime: Optional[MemberRuntime] = None
+                 ) -> Network:
     """Member ``i``'s backbone, neck (None: none) and head on its share of ``inputs``:
-    the ``network`` a divided detector or classifier runs per member."""
+    the ``network`` a divided detector or classifier runs per member (compiled
+    per member if ``runtime`` compiles them)."""
     backbone.check_input(inputs)
+    runtime = runtime or STANDALONE
 
     def network(i, to_member):
-        feats = backbone.forward_member(i, to_member(backbone.member_input(inputs, i)))
-        if neck is not None:
-            feats = neck.forward_member(i, feats)
-        return head.forward_member(i, feats)
+        net = runtime.member_network(i, backbone, neck, head)
+        return net(to_member(backbone.member_input(inputs, i)))
     return network
 
 

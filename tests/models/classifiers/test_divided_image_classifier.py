@@ -62,7 +62,9 @@ def test_num_members_set_once():
 
 
 @pytest.mark.parametrize('execution,extra', [
-    ('threads', {}), ('streams', {}), ('devices', dict(member_devices=['cpu', 'cpu']))])
+    ('threads', {}), ('streams', {}), ('devices', dict(member_devices=['cpu', 'cpu'])),
+    ('auto', dict(compile_members=dict(backend='aot_eager')))],
+    ids=['threads', 'streams', 'devices', 'compiled'])
 def test_executors_give_the_sequential_training_step(execution, extra):
     import copy
 

@@ -230,3 +230,93 @@ def test_members_share_the_callers_intra_op_threads():
         assert _run(threads, lambda _: torch.get_num_threads(), 8) == [1] * 8
     finally:
         torch.set_num_threads(before)
+
+
+class _Recording:
+    """A torch.compile backend that runs the traced graph as it is and counts
+    the graphs it was given and their calls."""
+
+    def __init__(self) -> None:
+        self.graphs, self.calls = [], []
+
+    def __call__(self, gm, example_inputs):
+        k = len(self.graphs)
+        self.graphs.append(gm)
+
+        def run(*args):
+            self.calls.append(k)
+            return gm.forward(*args)
+        return run
+
+
+def test_compile_members_settings_are_checked():
+    from divdet.models.utils.runtime import compile_options
+    assert compile_options(False) is None and compile_options(True) == {}
+    assert compile_options(dict(mode='max-autotune')) == dict(mode='max-autotune')
+    with pytest.raises(ConfigError, match="found 'yes'"):
+        compile_options('yes')
+    with pytest.raises(ConfigError, match=r"expected torch.compile arguments .*found \['fast'\]"):
+        compile_options(dict(fast=True))
+    with pytest.raises(ConfigError, match="not thread-safe.*found member_execution='threads'"):
+        MODELS.build(ConfigDict(dict(detector_cfg(2), member_execution='threads',
+                                     compile_members=True)))
+
+
+@pytest.mark.parametrize('execution', ['auto', 'sequential'])
+def test_compiled_members_give_the_eager_losses_gradients_statistics_and_detections(execution):
+    backend = _Recording()
+    seq, compiled = _pair(execution, compile_members=dict(backend=backend))
+    assert compiled.runtime.executor_name(torch.device('cpu'), compiled) == 'sequential'
+    x = torch.rand(2, 3, 64, 64) * 255
+    samples = data_samples([[[10, 10, 40, 40]], [[5, 5, 30, 50]]])
+    losses = [m(x, copy.deepcopy(samples), mode='loss') for m in (seq, compiled)]
+    assert len(backend.graphs) == 2 and backend.calls == [0, 1]  # one graph per member
+    for key in losses[0]:
+        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-5, atol=1e-6)
+    for model, loss in zip((seq, compiled), losses):
+        model.parse_losses(loss)[0].backward()
+    for (name, p), q in zip(seq.named_parameters(), compiled.parameters()):
+        assert (q.grad - p.grad).norm() <= 1e-4 * p.grad.norm() + 1e-6, name
+    for (name, b), c in zip(seq.named_buffers(), compiled.buffers()):
+        assert (c.double() - b.double()).norm() <= 1e-5 * b.double().norm() + 1e-6, name
+    seq.eval(), compiled.eval()
+    with torch.no_grad():
+        out = [m(x, copy.deepcopy(samples), mode='predict') for m in (seq, compiled)]
+    assert len(backend.graphs) == 4 and backend.calls[2:] == [2, 3]  # eval graphs
+    for a, b in zip(*out):
+        assert len(a.pred_instances) > 0
+        torch.testing.assert_close(b.pred_instances.bboxes, a.pred_instances.bboxes,
+                                   rtol=1e-5, atol=1e-4)
+        assert torch.equal(b.pred_instances.labels, a.pred_instances.labels)
+
+
+def test_a_copied_model_compiles_its_own_members():
+    backend = _Recording()
+    model = MODELS.build(ConfigDict(dict(detector_cfg(2), compile_members=dict(backend=backend))))
+    model.eval()
+    x = torch.rand(1, 3, 64, 64) * 255
+    with torch.no_grad():
+        model(x, mode='tensor')
+        twin = copy.deepcopy(model)
+        for p in twin.parameters():
+            p.mul_(0.9)
+        theirs = twin(x, mode='tensor')
+        # the twin's members were compiled anew (by its copy of the backend)
+        assert len(twin.runtime.compile['backend'].graphs) == 4
+        ours = model(x, mode='tensor')
+        assert len(backend.graphs) == 2 and backend.calls == [0, 1, 0, 1]
+        twin.runtime.compile = None
+        torch.testing.assert_close(twin(x, mode='tensor'), theirs)  # the twin's own weights
+    assert not torch.allclose(ours[0][0][0], theirs[0][0][0])
+
+
+def test_members_compiled_by_inductor_match_eager():
+    torch.manual_seed(0)
+    eager = MODELS.build(ConfigDict(detector_cfg(2)))
+    compiled = MODELS.build(ConfigDict(dict(detector_cfg(2), compile_members=True)))
+    compiled.load_state_dict(eager.state_dict())
+    eager.eval(), compiled.eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, mode='tensor'), eager(x, mode='tensor'),
+                                   rtol=1e-4, atol=1e-4)
