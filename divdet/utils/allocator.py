@@ -18,6 +18,7 @@ C library is not glibc.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 import platform
 
@@ -43,3 +44,32 @@ def tune_malloc() -> str:
     ok = mallopt(_M_MMAP_THRESHOLD, int(GLIBC_MALLOC['MALLOC_MMAP_THRESHOLD_'])) == 1
     ok &= mallopt(_M_TRIM_THRESHOLD, int(GLIBC_MALLOC['MALLOC_TRIM_THRESHOLD_'])) == 1
     return 'large allocations kept in the heap' if ok else 'default (mallopt refused)'
+
+
+#: Allocators the benchmark can compare (``--allocator``): ``tuned`` (glibc with
+#: :data:`GLIBC_MALLOC`, what the tools use), ``default`` (glibc as it comes), and
+#: two that replace malloc through ``LD_PRELOAD``, with the libraries' names.
+ALLOCATORS = {'tuned': (), 'default': (), 'jemalloc': ('jemalloc', ),
+              'tcmalloc': ('tcmalloc', 'tcmalloc_minimal')}
+
+
+def allocator_env(name: str) -> dict:
+    """The environment variables that give a new process allocator ``name``.
+
+    Raises:
+        ValueError: an unknown name, or a preloaded allocator whose library is
+            not installed.
+    """
+    if name not in ALLOCATORS:
+        raise ValueError(f'allocator: expected one of {sorted(ALLOCATORS)}, found {name!r}')
+    if name == 'tuned':
+        return dict(GLIBC_MALLOC)
+    if name == 'default':
+        return {}
+    for lib in ALLOCATORS[name]:
+        found = ctypes.util.find_library(lib)
+        if found:
+            return {'LD_PRELOAD': found}
+    raise ValueError(f'allocator {name!r}: none of the libraries '
+                     f'{["lib" + lib for lib in ALLOCATORS[name]]} is installed '
+                     f'(e.g. the libjemalloc2 or libtcmalloc-minimal4 package)')

@@ -16,7 +16,7 @@ def test_benchmark_table(tool):
     out = tool('tools/analysis_tools/benchmark.py',
                'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py', '--repeats', '1',
                '--batch-sizes', '1', '--train-batch', '2', '--wbf-images', '1', '2').stdout
-    assert 'one process per variant' in out and 'glibc malloc: MALLOC_MMAP_THRESHOLD_' in out
+    assert 'one process per variant' in out and 'allocator: tuned (MALLOC_MMAP_THRESHOLD_' in out
     header = next(line for line in out.splitlines() if line.startswith('what'))
     for name in ('S=1', 'S=2 seq', 'S=2 threads', 'threads / S=1'):
         assert name in header

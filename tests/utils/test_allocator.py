@@ -19,3 +19,20 @@ def test_glibc_takes_the_setting(monkeypatch):
     for key in ('MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_', 'DIVDET_DEFAULT_MALLOC'):
         monkeypatch.delenv(key, raising=False)
     assert tune_malloc() == 'large allocations kept in the heap'
+
+
+def test_allocator_environments(monkeypatch):
+    import ctypes.util
+
+    from divdet.utils.allocator import GLIBC_MALLOC, allocator_env
+    assert allocator_env('tuned') == GLIBC_MALLOC and allocator_env('default') == {}
+    with pytest.raises(ValueError, match="expected one of .*found 'mimalloc'"):
+        allocator_env('mimalloc')
+    monkeypatch.setattr(ctypes.util, 'find_library', lambda name: None)
+    with pytest.raises(ValueError, match=r"allocator 'jemalloc': none of the libraries "
+                                         r"\['libjemalloc'\] is installed"):
+        allocator_env('jemalloc')
+    monkeypatch.setattr(ctypes.util, 'find_library',
+                        lambda name: 'libtcmalloc_minimal.so.4' if name == 'tcmalloc_minimal'
+                        else None)
+    assert allocator_env('tcmalloc') == {'LD_PRELOAD': 'libtcmalloc_minimal.so.4'}

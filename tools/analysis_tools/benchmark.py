@@ -4,8 +4,8 @@ Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
         [--train-batch 8] [--executions seq threads streams] [--wbf-images 1 32]
         [--wbf-classes 80] [--device cpu] [--amp] [--layouts auto nchw channels-last]
-        [--load busy|random] [--compile] [--forward-only] [--default-malloc]
-        [--skip-models | --skip-wbf]
+        [--load busy|random] [--compile] [--forward-only]
+        [--allocator tuned|default|jemalloc|tcmalloc] [--skip-models | --skip-wbf]
 
 Everything is measured in one run, variants interleaved round-robin so that
 machine noise hits them alike, each variant in its own process (so that one
@@ -45,8 +45,12 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   WBF fusing ``--wbf-images`` images per call (1 and 32 by default; on the CPU it
   runs in C, ``DIVDET_WBF_KERNEL=torch`` times the torch path), for 2 and 4 members x 200
   boxes per image, after checking that both give the same boxes, scores and
-  labels. Variant processes run with glibc's large allocations kept in the heap
-  (:data:`GLIBC_MALLOC`) unless ``--default-malloc``.
+  labels.
+
+Variant processes run with ``--allocator``: ``tuned`` (default: glibc with its
+large allocations kept in the heap, :data:`~divdet.utils.allocator.GLIBC_MALLOC`,
+as the tools run), ``default`` (glibc's defaults; also ``--default-malloc``),
+``jemalloc`` or ``tcmalloc`` (preloaded; the library must be installed).
 """
 from __future__ import annotations
 
@@ -70,7 +74,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import divdet  # noqa: E402,F401
 from divdet.apis.complexity import count_ops  # noqa: E402
-from divdet.utils.allocator import GLIBC_MALLOC  # noqa: E402
+from divdet.utils.allocator import ALLOCATORS, allocator_env  # noqa: E402
 
 
 def _samples(batch: int, size: int, num_classes: int, device: str):
@@ -140,10 +144,10 @@ def _boxes(model, inputs, samples) -> list[int]:
                 for r in member]
 
 
-# GLIBC_MALLOC is set for the variants' processes unless --default-malloc: the
-# allocator setting the tools use (divdet.utils.allocator); with glibc's defaults
-# each step page-faults its large activations in again, an effect that falls
-# mostly on the largest tensors and would decide the comparison.
+# The variants' processes get --allocator through their environment; 'tuned' is the
+# setting the tools use (divdet.utils.allocator): with glibc's defaults each step
+# page-faults its large activations in again, an effect that falls mostly on the
+# largest tensors and would decide the comparison.
 
 
 def _timed(fn, device: str) -> float:
@@ -268,9 +272,12 @@ def _serve(conn, args, variant: tuple) -> None:
 def bench_models(cfg: Config, args) -> None:
     import multiprocessing
     size = cfg.get('input_size', 300)
-    if not args.default_malloc:  # read by glibc when each variant's process starts
-        for key, value in GLIBC_MALLOC.items():
-            os.environ.setdefault(key, value)
+    try:  # read by glibc (or the loader) when each variant's process starts
+        env = allocator_env('default' if args.default_malloc else args.allocator)
+    except ValueError as e:
+        sys.exit(f'benchmark: {e}')
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
     executions = {'seq': 'sequential', 'threads': 'threads', 'streams': 'streams'}
     variants = {}  # name -> (S, member_execution, channels_last, compile_members)
     for k, layout in enumerate(args.layouts):
@@ -311,8 +318,9 @@ def bench_models(cfg: Config, args) -> None:
     layout = ' and '.join(args.layouts) + (', AMP fp16' if args.amp else '')
     print(f'\n{args.config} at {size}x{size} on {args.device} ({layout}), '
           f'{torch.get_num_threads()} threads, one process per variant, median of {args.repeats}')
-    print('glibc malloc: ' + ('default' if args.default_malloc else
-                              ', '.join(f'{k}={os.environ[k]}' for k in GLIBC_MALLOC)))
+    name = 'default' if args.default_malloc else args.allocator
+    print(f'allocator: {name}' + (' (' + ', '.join(f'{k}={os.environ[k]}' for k in env) + ')'
+                                  if env else " (glibc's defaults)"))
     print(f'load: {args.load} weights (head classification convs x factor); boxes per '
           'member and image after NMS: ' +
           ', '.join(f'{n} {b:.0f} (x{f:g})' for n, (f, b) in boxes.items()))
@@ -423,7 +431,10 @@ def main() -> None:
                         choices=['seq', 'threads', 'streams'],
                         help='S=2 variants to measure next to S=1')
     parser.add_argument('--default-malloc', action='store_true',
-                        help="keep glibc's default large-allocation behaviour (see GLIBC_MALLOC)")
+                        help="glibc's defaults (the same as --allocator default)")
+    parser.add_argument('--allocator', default='tuned', choices=sorted(ALLOCATORS),
+                        help="the variants' malloc: tuned (glibc as the tools set it; default), "
+                             "default (glibc's defaults), jemalloc or tcmalloc (LD_PRELOAD)")
     parser.add_argument('--skip-models', action='store_true', help='only benchmark WBF')
     parser.add_argument('--skip-wbf', action='store_true', help='only benchmark the models')
     parser.add_argument('--load', default='busy', choices=['busy', 'random'],
