@@ -12,6 +12,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from mmengine.config import ConfigDict
+from mmengine.logging import print_log
 from mmengine.model import ModuleList
 from mmengine.registry import DefaultScope
 from torch import Tensor
@@ -179,7 +180,13 @@ class DividedSSDHead(DividedPart):
         with torch.profiler.record_function('divdet::post_process'):  # see apis.complexity
             outs = [self.unmirror(i, o, batch_data_samples) for i, o in zip(indices, outs)]
             head = self.head_of(indices[0])
-            if supports_batched(head, head.test_cfg) is not None:
+            reason = supports_batched(head, head.test_cfg)
+            if reason is not None:
+                if reason != getattr(self, '_per_image_reason', None):
+                    self._per_image_reason = reason  # logged once per reason
+                    print_log(f'{type(self).__name__}: post-processing per image and member '
+                              f"(mmdet's predict_by_feat), not batched: {reason}",
+                              logger='current')
                 return [self.predict_member(i, o, batch_data_samples, rescale, mirrored=False)
                         for i, o in zip(indices, outs)]
             return batched_post_process(head, outs, [s.metainfo for s in batch_data_samples],

@@ -69,7 +69,10 @@ def test_head_predict_uses_it_and_matches_the_per_member_route():
     assert supports_batched(head.head_of(0), head.head_of(0).test_cfg) is None
 
 
-def test_unsupported_configs_fall_back_to_mmdet():
+def test_unsupported_configs_fall_back_to_mmdet(monkeypatch):
+    import divdet.models.dense_heads.divided_ssd_head as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda msg, **kw: logged.append(msg))
     head = _head(2)
     cfg = copy.deepcopy(head.head_of(0).test_cfg)
     cfg.nms = dict(type='soft_nms', iou_threshold=0.5)
@@ -82,6 +85,8 @@ def test_unsupported_configs_fall_back_to_mmdet():
     expected = head.predict_member(0, outs[0], samples)
     for a, b in zip(out[0], expected):
         assert torch.equal(a.scores, b.scores)
+    head.predict_members(outs, samples)
+    assert len(logged) == 1 and 'not batched: nms' in logged[0]  # said once, with the reason
 
 
 def test_no_box_above_the_threshold_gives_empty_results():
