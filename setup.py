@@ -20,7 +20,7 @@ setup(
     # Weighted Boxes Fusion on the host (plain C, called through ctypes; divdet
     # falls back to its torch path where it is not built). -O3 vectorises the IoU
     # loop; no FMA contraction, so that it stays bitwise equal to the torch path.
-    ext_modules=[Extension('divdet._wbf', ['divdet/csrc/wbf.c'],
+    ext_modules=[Extension('divdet.fusion._wbf', ['divdet/fusion/csrc/wbf.c'],
                            extra_compile_args=['-O3', '-ffp-contract=off'], optional=True)],
     # Honest ranges: what divdet is written against. requirements/*.txt pin the
     # verified environment, and tools/setup_env.sh builds mmcv with its ops.

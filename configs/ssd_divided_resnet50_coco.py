@@ -86,9 +86,10 @@ model = dict(
         min_bbox_size=0,
         score_thr=0.02,
         max_per_img=200,
-        # Fusion of the members' detections (the reference's WBF settings).
-        ensemble=dict(type='wbf', iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg',
-                      weights=None)))
+        # Fusion of the members' detections (the reference's WBF settings; any
+        # fuser registered in TASK_UTILS, see divdet.fusion).
+        ensemble=dict(type='WeightedBoxesFusion', iou_thr=0.5, skip_box_thr=1e-4,
+                      conf_type='avg', weights=None)))
 
 train_dataloader = dict(
     batch_size=train_batch_size_per_gpu,

@@ -69,7 +69,8 @@ model = dict(
         min_bbox_size=0,
         score_thr=0.02,
         max_per_img=100,
-        ensemble=dict(type='wbf', iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')))
+        ensemble=dict(type='WeightedBoxesFusion', iou_thr=0.5, skip_box_thr=1e-4,
+                      conf_type='avg')))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

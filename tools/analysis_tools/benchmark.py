@@ -361,7 +361,7 @@ def bench_wbf(args) -> None:
 def _bench_wbf_case(args, num_images: int, num_members: int) -> None:
     from ensemble_boxes import weighted_boxes_fusion as eb_wbf
 
-    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion as divdet_wbf
+    from divdet.fusion.wbf import batched_weighted_boxes_fusion as divdet_wbf
     kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
     rng = np.random.default_rng(num_members)
     cases = [_wbf_case(rng, num_members, 200, args.wbf_classes) for _ in range(num_images)]

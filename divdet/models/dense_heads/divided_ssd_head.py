@@ -18,15 +18,16 @@ from mmengine.registry import DefaultScope
 from torch import Tensor
 
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
+from divdet.fusion import build_fuser
 from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
-from divdet.models.utils.ensemble import fuse_batch
 from divdet.models.utils.nms import resolve_nms_cfg
 from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
 #: The reference's fusion (the paper's detection experiments).
-DEFAULT_ENSEMBLE = dict(type='wbf', iou_thr=0.5, skip_box_thr=1e-4, conf_type='avg')
+DEFAULT_ENSEMBLE = dict(type='WeightedBoxesFusion', iou_thr=0.5, skip_box_thr=1e-4,
+                        conf_type='avg')
 
 MemberFeats = Sequence[Sequence[Tensor]]
 
@@ -85,9 +86,11 @@ class DividedSSDHead(DividedPart):
         share_head: one head for all members.
         loss_cot: config of the co-training loss; None disables it.
         train_cfg: SSD training config (assigner, neg_pos_ratio, ...).
-        test_cfg: SSD test config plus ``ensemble``: ``dict(type='wbf',
-            iou_thr, skip_box_thr, conf_type, weights)``, ``dict(type='nms',
-            iou_thr)`` or ``dict(type='concat')``; ``max_per_img`` bounds the
+        test_cfg: SSD test config plus ``ensemble``, the fuser that merges
+            the members' detections (:mod:`divdet.fusion`; default
+            :data:`DEFAULT_ENSEMBLE`), e.g. ``dict(type='WeightedBoxesFusion',
+            iou_thr=0.5, conf_type='avg', weights=[1, 1])``, ``NMSFusion``,
+            ``SoftNMSFusion`` or ``ConcatFusion``; ``max_per_img`` bounds the
             fused result.
     """
 
@@ -115,6 +118,8 @@ class DividedSSDHead(DividedPart):
                 member.loss_cls = None
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        if num_members > 1:
+            self.fuser()  # a wrong fusion config fails here, not after a test epoch
         self.num_classes = self.members[0].num_classes
         self._mirror_checked: set = set()
 
@@ -257,14 +262,25 @@ class DividedSSDHead(DividedPart):
         if len(members) == 1:
             return members[0]
         img_metas = [s.metainfo for s in batch_data_samples]
-        cfg = self.test_cfg or {}
-        ensemble = dict(cfg.get('ensemble', DEFAULT_ENSEMBLE))
-        if ensemble.get('weights') is not None:
-            weights = list(ensemble['weights'])
-            ensemble['weights'] = [weights[i] for i in (indices or range(len(members)))]
-        return fuse_batch([[m[j] for m in members] for j in range(len(img_metas))],
-                          [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas],
-                          ensemble, cfg.get('max_per_img', 200))
+        fuser = self.fuser().subset(list(indices or range(len(members))))
+        fused = fuser.fuse_batch(
+            [[m[j] for m in members] for j in range(len(img_metas))],
+            [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas])
+        top = (self.test_cfg or {}).get('max_per_img', 200)
+        return [f[f.scores.topk(top).indices] if len(f) > top else f for f in fused]
+
+    def fuser(self):
+        """The fuser of ``test_cfg.ensemble`` (built once per config)."""
+        cfg = (self.test_cfg or {}).get('ensemble', DEFAULT_ENSEMBLE)
+        key = repr(cfg)
+        if getattr(self, '_fuser_key', None) != key:
+            fuser = build_fuser(cfg)
+            weights = getattr(fuser, 'weights', None)
+            if weights is not None and len(weights) != self.num_members:
+                raise ConfigError(f'test_cfg.ensemble.weights: expected one weight per member '
+                                  f'({self.num_members}), found {len(weights)}')
+            self._fuser, self._fuser_key = fuser, key
+        return self._fuser
 
     # ---- all members ---------------------------------------------------------------
 

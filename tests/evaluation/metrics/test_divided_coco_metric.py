@@ -7,6 +7,13 @@ from divdet.datasets import make_shapes_dataset
 from divdet.evaluation import DividedCocoMetric
 
 
+def _fused(members, shape, cfg, top):
+    """The fusion of ``members`` by the fuser of ``cfg``, capped at ``top`` boxes."""
+    from divdet.fusion import build_fuser
+    fused = build_fuser(cfg).fuse(list(members), shape)
+    return fused[fused.scores.topk(top).indices] if len(fused) > top else fused
+
+
 def _pred(boxes, scores=None):
     boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     return InstanceData(bboxes=boxes, scores=torch.ones(len(boxes)) if scores is None else
@@ -59,7 +66,6 @@ def test_first_k_member_ensembles_equal_pycocotools(tmp_path):
     with WBF, reported as ens2_/ens3_ keys, equal pycocotools on the same boxes."""
     import json
 
-    from divdet.models.utils.ensemble import fuse_member_results
     ann = make_shapes_dataset(tmp_path, num_train=0, num_val=8, size=64, seed=5)['val']
     coco = json.loads(ann.read_text())
     cat_of_label = {i: c['id'] for i, c in enumerate(coco['categories'])}
@@ -67,7 +73,7 @@ def test_first_k_member_ensembles_equal_pycocotools(tmp_path):
     metric.dataset_meta = dict(classes=('circle', 'square', 'triangle'))
     gen = torch.Generator().manual_seed(0)
     samples, direct = [], {2: [], 3: []}
-    cfg = dict(type='wbf', iou_thr=0.55, skip_box_thr=0.0, conf_type='avg')
+    cfg = dict(type='WeightedBoxesFusion', iou_thr=0.55, skip_box_thr=0.0, conf_type='avg')
     for img in coco['images']:
         gts = [a for a in coco['annotations'] if a['image_id'] == img['id']]
         boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a['bbox'] for a in gts)],
@@ -77,14 +83,14 @@ def test_first_k_member_ensembles_equal_pycocotools(tmp_path):
                                 scores=torch.rand(len(gts), generator=gen) * 0.5 + 0.5,
                                 labels=labels) for i in range(4)]
         shape = (img['height'], img['width'])
-        first_k = [fuse_member_results(members[:k], shape, cfg, 100) for k in (2, 3)]
+        first_k = [_fused(members[:k], shape, cfg, 100) for k in (2, 3)]
         for k, fused in zip((2, 3), first_k):
             direct[k] += [dict(image_id=img['id'], category_id=cat_of_label[int(lab)],
                                bbox=[float(b[0]), float(b[1]), float(b[2] - b[0]),
                                      float(b[3] - b[1])], score=float(s))
                           for b, s, lab in zip(fused.bboxes, fused.scores, fused.labels)]
         samples.append(dict(img_id=img['id'], ori_shape=shape,
-                            pred_instances=fuse_member_results(members, shape, cfg, 100),
+                            pred_instances=_fused(members, shape, cfg, 100),
                             member_pred_instances=members, first_k_pred_instances=first_k))
     metric.process({}, samples)
     results = metric.evaluate(len(samples))

@@ -6,10 +6,18 @@ import torch
 from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 
+from divdet.models.dense_heads import DEFAULT_ENSEMBLE
 from tests.conftest import scoped
 from tests.models.ssd_factory import HEAD, TEST_CFG, TRAIN_CFG, data_samples, detector_cfg
 
 _scope = scoped('mmdet')
+
+
+def _fused(members, shape, cfg, top):
+    """The fusion of ``members`` by the fuser of ``cfg``, capped at ``top`` boxes."""
+    from divdet.fusion import build_fuser
+    fused = build_fuser(cfg).fuse(list(members), shape)
+    return fused[fused.scores.topk(top).indices] if len(fused) > top else fused
 
 
 def _stock_ssd() -> torch.nn.Module:
@@ -62,7 +70,6 @@ def test_predict_keeps_member_predictions():
 @pytest.mark.parametrize('execution', ['sequential', 'threads'])
 def test_predict_fuses_the_first_k_members(execution):
     """S=4: first_k_pred_instances[k - 2] is the fusion of members 0..k-1 (k = 2, 3)."""
-    from divdet.models.utils.ensemble import fuse_member_results
     torch.manual_seed(0)
     cfg = detector_cfg(num_members=4)
     cfg['member_execution'] = execution
@@ -79,9 +86,9 @@ def test_predict_fuses_the_first_k_members(execution):
         assert len(members) == 4 and len(sample.first_k_pred_instances) == 2
         assert len(members[0]) > 0
         for k, fused in zip((2, 3), sample.first_k_pred_instances):
-            expected = fuse_member_results(members[:k], sample.ori_shape,
-                                           test_cfg.get('ensemble', dict(type='wbf')),
-                                           test_cfg.get('max_per_img', 200))
+            expected = _fused(members[:k], sample.ori_shape,
+                              test_cfg.get('ensemble', DEFAULT_ENSEMBLE),
+                              test_cfg.get('max_per_img', 200))
             for field in ('bboxes', 'scores', 'labels'):
                 torch.testing.assert_close(fused[field], expected[field])
     two = MODELS.build(detector_cfg(num_members=2))
@@ -94,11 +101,11 @@ def test_predict_fuses_the_first_k_members(execution):
 def test_test_members_run_and_fuse_a_subset():
     """test_cfg.members=(0, 2) of S=4: the same detections as members 0 and 2 of a full
     run, fused with their own WBF weights; only those members run."""
-    from divdet.models.utils.ensemble import fuse_member_results
     torch.manual_seed(0)
     cfg = detector_cfg(num_members=4)
     cfg['test_cfg'] = dict(cfg['test_cfg'], score_thr=0.0,
-                           ensemble=dict(type='wbf', iou_thr=0.55, weights=[1, 2, 3, 4]))
+                           ensemble=dict(type='WeightedBoxesFusion', iou_thr=0.55,
+                                         weights=[1, 2, 3, 4]))
     full = MODELS.build(cfg)
     full.init_weights()
     full.eval()
@@ -118,9 +125,9 @@ def test_test_members_run_and_fuse_a_subset():
         for mine, theirs in zip(b.member_pred_instances, [a.member_pred_instances[i]
                                                           for i in (0, 2)]):
             torch.testing.assert_close(mine.bboxes, theirs.bboxes)
-        expected = fuse_member_results(
+        expected = _fused(
             [a.member_pred_instances[0], a.member_pred_instances[2]], a.ori_shape,
-            dict(type='wbf', iou_thr=0.55, weights=[1, 3]), 50)
+            dict(type='WeightedBoxesFusion', iou_thr=0.55, weights=[1, 3]), 50)
         torch.testing.assert_close(b.pred_instances.bboxes, expected.bboxes)
         torch.testing.assert_close(b.pred_instances.scores, expected.scores)
 
@@ -147,3 +154,32 @@ def test_member_widths_are_wired_through():
     assert model.backbone.member_out_channels == (88, 176)
     assert model.neck.member_out_channels == (88, 176, 64)
     assert model.bbox_head.members[0].in_channels == (88, 176, 64)
+
+
+@pytest.mark.parametrize('fusion', ['NMSFusion', 'SoftNMSFusion', 'ConcatFusion'])
+def test_any_registered_fuser_merges_the_members(fusion):
+    cfg = detector_cfg(num_members=2)
+    cfg['test_cfg'] = dict(cfg['test_cfg'], score_thr=0.0, ensemble=dict(type=fusion))
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.eval()
+    with torch.no_grad():
+        out = model.predict(torch.rand(1, 3, 64, 64), data_samples([[]]))[0]
+    expected = _fused(out.member_pred_instances, out.ori_shape, dict(type=fusion), 50)
+    torch.testing.assert_close(out.pred_instances.scores, expected.scores)
+    assert len(out.pred_instances) > 0
+
+
+def test_fusion_configs_are_checked_when_the_model_is_built():
+    from divdet.utils.errors import ConfigError
+    cfg = detector_cfg(num_members=2)
+    cfg['test_cfg'] = dict(cfg['test_cfg'], ensemble=dict(type='WeightedBoxesFusion',
+                                                          weights=[1, 2, 3]))
+    with pytest.raises(ConfigError, match=r'one weight per member \(2\), found 3'):
+        MODELS.build(cfg)
+    cfg['test_cfg']['ensemble'] = dict(type='Median')
+    with pytest.raises(ConfigError, match="registered fuser .*found 'Median'"):
+        MODELS.build(cfg)
+    cfg['test_cfg']['ensemble'] = dict(type='wbf', iou_thr=0.5)
+    with pytest.warns(FutureWarning, match="'wbf' is deprecated"):
+        MODELS.build(cfg)

@@ -5,17 +5,16 @@ import numpy as np
 import pytest
 import torch
 from ensemble_boxes import weighted_boxes_fusion as eb_wbf
-from mmengine.structures import InstanceData
 
-from divdet.models.utils import ensemble
-from divdet.models.utils.ensemble import fuse_member_results, weighted_boxes_fusion
+from divdet.fusion import wbf
+from divdet.fusion.wbf import batched_weighted_boxes_fusion, weighted_boxes_fusion
 
 
 @pytest.fixture(params=['c', 'torch'])
 def loop(request, monkeypatch):
     """Run a test with WBF in C (CPU tensors' default) and with the torch path (GPU's)."""
     if request.param == 'torch':
-        monkeypatch.setattr(ensemble, '_HOST_KERNEL', None)
+        monkeypatch.setattr(wbf, '_HOST_KERNEL', None)
     return request.param
 
 
@@ -98,7 +97,6 @@ def test_non_positive_or_non_finite_weight_is_refused(weight):
 @pytest.mark.parametrize('what', ['boxes', 'scores'])
 @pytest.mark.parametrize('value', [float('nan'), float('inf')])
 def test_non_finite_boxes_or_scores_are_refused(what, value):
-    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
     from divdet.utils import FusionInputError
     boxes = [[torch.rand(3, 4).sort(1).values for _ in range(2)] for _ in range(2)]
     scores = [[torch.rand(3) for _ in range(2)] for _ in range(2)]
@@ -109,54 +107,7 @@ def test_non_finite_boxes_or_scores_are_refused(what, value):
         batched_weighted_boxes_fusion(boxes, scores, labels)
 
 
-def _member(boxes, scores, labels):
-    return InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32),
-                        scores=torch.tensor(scores), labels=torch.tensor(labels))
-
-
-@pytest.mark.parametrize('kind', ['wbf', 'nms', 'concat'])
-def test_fuse_member_results(kind):
-    a = _member([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.4], [0, 1])
-    b = _member([[12, 12, 52, 52]], [0.7], [0])
-    fused = fuse_member_results([a, b], (100, 200), dict(type=kind, iou_thr=0.5), max_per_img=10)
-    expected = {'wbf': 2, 'nms': 2, 'concat': 3}[kind]
-    assert len(fused) == expected
-    assert fused.scores.max() <= 0.9 + 1e-6
-    if kind == 'wbf':  # the two overlapping boxes merge into their score-weighted mean
-        top = fused.bboxes[fused.scores.argmax()]
-        torch.testing.assert_close(top, torch.tensor([10.875, 10.875, 50.875, 50.875]))
-    capped = fuse_member_results([a, b], (100, 200), dict(type=kind), max_per_img=1)
-    assert len(capped) == 1
-
-
-@pytest.mark.parametrize('device', ['auto', 'same', 'cpu'])
-def test_wbf_device_option_keeps_results_and_device(device):
-    a = _member([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.4], [0, 1])
-    b = _member([[12, 12, 52, 52]], [0.7], [0])
-    ref = fuse_member_results([a, b], (100, 200), dict(type='wbf'), 10)
-    got = fuse_member_results([a, b], (100, 200), dict(type='wbf', device=device), 10)
-    torch.testing.assert_close(got.bboxes, ref.bboxes)
-    assert got.bboxes.device == a.bboxes.device
-    if torch.cuda.is_available():
-        on_gpu = fuse_member_results([a.cuda(), b.cuda()], (100, 200),
-                                     dict(type='wbf', device=device), 10)
-        assert on_gpu.bboxes.is_cuda
-        torch.testing.assert_close(on_gpu.bboxes.cpu(), ref.bboxes, rtol=1e-5, atol=1e-4)
-
-
-def test_wbf_device_option_is_checked():
-    a = _member([[10, 10, 50, 50]], [0.9], [0])
-    with pytest.raises(ValueError, match="WBF device must be 'auto', 'same' or 'cpu'"):
-        fuse_member_results([a, a], (100, 100), dict(type='wbf', device='gpu'), 10)
-
-
-def test_single_member_passes_through():
-    a = _member([[10, 10, 50, 50]], [0.9], [3])
-    assert fuse_member_results([a], (100, 100), dict(type='wbf'), 100) is a
-
-
 def test_batched_matches_per_image_ensemble_boxes(loop):
-    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
     rng = np.random.default_rng(7)
     cases = [_random_case(rng, 3, 40, 6, empty_member=(j == 2)) for j in range(5)]
     kwargs = dict(iou_thr=0.5, skip_box_thr=0.05, conf_type='avg')
@@ -175,8 +126,8 @@ def test_batched_matches_per_image_ensemble_boxes(loop):
 
 
 def test_the_c_wbf_is_built():
-    assert ensemble._HOST_KERNEL is not None, (
-        'divdet was installed without divdet/_wbf (WBF in C); '
+    assert wbf._HOST_KERNEL is not None, (
+        'divdet was installed without divdet/fusion/_wbf (WBF in C); '
         'reinstall with `pip install --no-build-isolation -e .`')
 
 
@@ -184,16 +135,15 @@ def test_a_stale_c_build_falls_back_to_torch_with_a_warning(monkeypatch):
     class OldBuild:  # the library of an earlier version: no divdet_wbf symbol
         divdet_wbf_cluster = None
 
-    monkeypatch.setattr(ensemble.ctypes, 'CDLL', lambda path: OldBuild())
+    monkeypatch.setattr(wbf.ctypes, 'CDLL', lambda path: OldBuild())
     with pytest.warns(UserWarning, match='not a usable build.*pip install'):
-        assert ensemble._load_host_kernel() is None
+        assert wbf._load_host_kernel() is None
 
 
 @pytest.mark.parametrize('num_labels,ties', [(1, False), (3, True), (80, False)])
 def test_c_and_torch_paths_are_bitwise_equal(monkeypatch, num_labels, ties):
     """Large groups (hundreds of sequential steps) over a batch of images; with ties
     (scores a rounding error apart must keep their order)."""
-    from divdet.models.utils.ensemble import batched_weighted_boxes_fusion
     rng = np.random.default_rng(num_labels)
     cases = [_random_case(rng, 2, 200, num_labels, ties=ties, empty_member=(j == 1))
              for j in range(3)]
@@ -201,7 +151,7 @@ def test_c_and_torch_paths_are_bitwise_equal(monkeypatch, num_labels, ties):
     args = [[a[k] for a in args] for k in range(3)]  # boxes, scores, labels per image
     kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='box_and_model_avg')
     with_c = batched_weighted_boxes_fusion(*args, **kwargs)
-    monkeypatch.setattr(ensemble, '_HOST_KERNEL', None)
+    monkeypatch.setattr(wbf, '_HOST_KERNEL', None)
     with_torch = batched_weighted_boxes_fusion(*args, **kwargs)
     assert sum(len(r[0]) for r in with_c) > 100
     for a, b in zip(with_c, with_torch):

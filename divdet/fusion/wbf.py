@@ -1,4 +1,4 @@
-"""Merging the members' detections: Weighted Boxes Fusion, NMS over the union, concat.
+"""Weighted Boxes Fusion in torch (batched) and in C, equal to ensemble-boxes.
 
 :func:`weighted_boxes_fusion` is a torch port of ``ensemble_boxes.weighted_boxes_fusion``
 (ZFTurbo's ensemble-boxes 1.0.9, the algorithm of Solovyev et al., "Weighted boxes
@@ -10,7 +10,7 @@ instead of calling ``exit()``.
 
 Clustering is sequential by nature (a box joins the cluster whose *current* fused
 box overlaps it most). For tensors on the CPU the whole fusion runs in C
-(``divdet/csrc/wbf.c``, built by ``setup.py`` and called through ctypes, which
+(``divdet/fusion/csrc/wbf.c``, built by ``setup.py`` and called through ctypes, which
 releases the GIL): one call per batch, since a torch op costs microseconds and a
 large label group needs hundreds of dependent steps. Elsewhere (GPU) it is batched
 torch code: filtering, grouping by image and label, ordering and the clusters'
@@ -33,11 +33,8 @@ import warnings
 from typing import Optional, Sequence
 
 import torch
-from mmcv.ops import batched_nms
-from mmengine.structures import InstanceData
 from torch import Tensor
 
-from divdet.models.utils.nms import nms
 from divdet.utils.errors import FusionInputError
 
 CONF_TYPES = ('avg', 'max', 'box_and_model_avg', 'absent_model_aware_avg')
@@ -325,7 +322,7 @@ def _fuse_host(boxes: Sequence[Sequence[Tensor]], scores: Sequence[Sequence[Tens
                labels: Sequence[Sequence[Tensor]], w: Tensor, iou_thr: float,
                skip_box_thr: float, conf_type: str, allows_overflow: bool
                ) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """:func:`batched_weighted_boxes_fusion` by the C library (``divdet/csrc/wbf.c``).
+    """:func:`batched_weighted_boxes_fusion` by the C library (``divdet/fusion/csrc/wbf.c``).
 
     CPU tensors, already validated; one call for the whole batch, so a single
     image costs a handful of torch ops instead of the torch path's ~60.
@@ -359,9 +356,9 @@ def _fuse_host(boxes: Sequence[Sequence[Tensor]], scores: Sequence[Sequence[Tens
 
 
 def _load_host_kernel():
-    """``divdet_wbf`` from the compiled ``divdet._wbf`` (setup.py), or None."""
+    """``divdet_wbf`` from the compiled ``divdet.fusion._wbf`` (setup.py), or None."""
     try:
-        spec = importlib.util.find_spec('divdet._wbf')
+        spec = importlib.util.find_spec('divdet.fusion._wbf')
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.origin or os.environ.get('DIVDET_WBF_KERNEL') == 'torch':
@@ -369,7 +366,7 @@ def _load_host_kernel():
     try:
         fn = ctypes.CDLL(spec.origin).divdet_wbf
     except (OSError, AttributeError) as err:  # an older build, e.g. after a pull
-        warnings.warn(f'{spec.origin} is not a usable build of divdet/csrc/wbf.c ({err}); '
+        warnings.warn(f'{spec.origin} is not a usable build of divdet/fusion/csrc/wbf.c ({err}); '
                       'WBF runs its slower torch path. Rebuild it: '
                       '`pip install --no-build-isolation -e .` in the divdet checkout',
                       stacklevel=2)
@@ -405,79 +402,3 @@ def _unique_in_order(values: Tensor, num_values: int) -> tuple[Tensor, Tensor]:
     index = torch.empty(num_values, dtype=torch.long, device=values.device)
     index[uniq] = torch.arange(len(uniq), device=values.device)
     return uniq, index[values]
-
-
-#: With ``ensemble.device='auto'``, batches up to this many images are fused on
-#: the host. Measured on an H100 (2 members x 200 boxes per image, ms per batch,
-#: device vs host): 80 labels: 1 image 7.9 vs 3.4, 16 images 11.3 vs 10.4,
-#: 32 images 12.9 vs 25.1; 3 labels (large groups): 1 image 122 vs 31, 32 images
-#: 90 vs 72.
-HOST_WBF_MAX_IMAGES = 16
-
-
-def fuse_member_results(results: Sequence[InstanceData], img_shape: Sequence[int],
-                        ensemble_cfg: dict, max_per_img: int) -> InstanceData:
-    """Merge one image's detections from S members (see :func:`fuse_batch`)."""
-    return fuse_batch([results], [img_shape], ensemble_cfg, max_per_img)[0]
-
-
-def fuse_batch(results: Sequence[Sequence[InstanceData]], img_shapes: Sequence[Sequence[int]],
-               ensemble_cfg: dict, max_per_img: int) -> list[InstanceData]:
-    """Merge the members' detections for a batch of images.
-
-    Args:
-        results: ``results[j][i]``: member i's ``InstanceData`` for image j
-            (bboxes (n, 4) in pixels, scores (n,), labels (n,)).
-        img_shapes: (height, width) per image, the space the boxes live in,
-            used to normalise boxes for WBF.
-        ensemble_cfg: ``type`` is ``'wbf'`` (default; ``iou_thr``,
-            ``skip_box_thr``, ``conf_type``, ``weights``, ``device``), ``'nms'``
-            (NMS over the union; ``iou_thr``) or ``'concat'``. WBF's ``device``:
-            ``'same'`` runs it where the boxes are; ``'cpu'`` runs it on the
-            host; ``'auto'`` (default) runs it on the host when the boxes are
-            on an accelerator and the batch has at most
-            :data:`HOST_WBF_MAX_IMAGES` images: WBF's sequential steps cost a
-            few kernel launches each, which only a large batch amortises. The
-            fused boxes go back to the boxes' device.
-        max_per_img: at most this many boxes are kept per image, highest
-            scores first.
-
-    Returns:
-        One fused ``InstanceData`` per image.
-    """
-    cfg = dict(ensemble_cfg or {})
-    kind = cfg.pop('type', 'wbf')
-    if kind not in ('wbf', 'nms', 'concat'):
-        raise ValueError(f"ensemble type must be 'wbf', 'nms' or 'concat', found {kind!r}")
-    if results and len(results[0]) == 1:
-        fused = [r[0] for r in results]
-    elif kind == 'wbf':
-        device = results[0][0].bboxes.device
-        where = cfg.get('device', 'auto')
-        if where not in ('auto', 'same', 'cpu'):
-            raise ValueError(f"WBF device must be 'auto', 'same' or 'cpu', found {where!r}")
-        if device.type != 'cpu' and (
-                where == 'cpu' or (where == 'auto' and len(results) <= HOST_WBF_MAX_IMAGES)):
-            host = fuse_batch([[m.cpu() for m in r] for r in results], img_shapes,
-                              dict(ensemble_cfg, device='same'), max_per_img)
-            return [f.to(device) for f in host]
-        scales = [r[0].bboxes.new_tensor([w, h, w, h]) for r, (h, w) in
-                  zip(results, ((float(s[0]), float(s[1])) for s in img_shapes))]
-        merged = batched_weighted_boxes_fusion(
-            [[m.bboxes / scale for m in r] for r, scale in zip(results, scales)],
-            [[m.scores for m in r] for r in results], [[m.labels for m in r] for r in results],
-            weights=cfg.get('weights'), iou_thr=cfg.get('iou_thr', 0.55),
-            skip_box_thr=cfg.get('skip_box_thr', 0.0), conf_type=cfg.get('conf_type', 'avg'))
-        fused = [InstanceData(bboxes=(b * scale.to(b.dtype)).to(r[0].bboxes.dtype),
-                              scores=s.to(r[0].scores.dtype), labels=lab)
-                 for (b, s, lab), scale, r in zip(merged, scales, results)]
-    else:
-        fused = []
-        for r in results:
-            union = InstanceData.cat(list(r))
-            if kind == 'nms' and len(union) > 0:
-                _, keep = batched_nms(union.bboxes, union.scores, union.labels,
-                                      dict(type=nms, iou_threshold=cfg.get('iou_thr', 0.5)))
-                union = union[keep]
-            fused.append(union)
-    return [f[f.scores.topk(max_per_img).indices] if len(f) > max_per_img else f for f in fused]
