@@ -22,21 +22,27 @@ setup(
     # loop; no FMA contraction, so that it stays bitwise equal to the torch path.
     ext_modules=[Extension('divdet.fusion._wbf', ['divdet/fusion/csrc/wbf.c'],
                            extra_compile_args=['-O3', '-ffp-contract=off'], optional=True)],
-    # Honest ranges: what divdet is written against. requirements/*.txt pin the
-    # verified environment, and tools/setup_env.sh builds mmcv with its ops.
+    # Honest ranges: what `import divdet` needs (tests/test_install.py checks that
+    # every package divdet imports is declared here or comes with one that is).
+    # requirements/*.txt pin the verified environment, and tools/setup_env.sh
+    # builds mmcv with its ops.
     install_requires=[
         'torch>=2.0',
         'torchvision>=0.15',
         'mmengine>=0.10.0,<0.11',
         'mmcv>=2.0.0,<2.2.0',
         'mmdet>=3.3.0,<3.4',
+        'mmpretrain>=1.2.0,<1.3',
         'pycocotools>=2.0',
-        'ensemble-boxes>=1.0.9,<1.1',
         'numpy',
+        'packaging',
     ],
     extras_require={
-        'cls': ['mmpretrain>=1.2.0,<1.3'],
-        'tests': ['pytest>=8', 'pytest-timeout', 'ruff'],
+        # the tools' plots (study, classification demo) and the digits data set
+        'tools': ['matplotlib', 'scikit-learn'],
+        # ensemble-boxes: the reference the tests and the benchmark compare WBF with
+        'tests': ['pytest>=8', 'pytest-timeout', 'ruff', 'ensemble-boxes>=1.0.9,<1.1',
+                  'matplotlib', 'scikit-learn'],
     },
     license='Apache-2.0',
 )
