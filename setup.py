@@ -3,11 +3,31 @@
 import re
 from pathlib import Path
 
-from setuptools import Extension, find_packages, setup
+from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
 VERSION = re.search(r"__version__ = '([^']+)'",
                     (ROOT / 'divdet' / 'version.py').read_text()).group(1)
+
+
+def extensions() -> dict:
+    """The torch operator divdet::weighted_boxes_fusion with its C++ CPU kernel.
+
+    Built against the installed torch (``pip install --no-build-isolation``);
+    without torch at build time divdet installs without it and fuses with its
+    torch implementation. -O3 vectorises the IoU loop; no FMA contraction, so
+    that the kernel stays bitwise equal to the torch implementation.
+    """
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        return {}
+    sources = ['divdet/fusion/csrc/wbf_kernel.cpp', 'divdet/fusion/csrc/wbf_op.cpp']
+    ext = CppExtension('divdet.fusion._C', sources, py_limited_api=False,
+                       extra_compile_args=['-O3', '-g0', '-ffp-contract=off', '-std=c++20'])
+    return dict(ext_modules=[ext], cmdclass=dict(build_ext=BuildExtension.with_options(
+        no_python_abi_suffix=False)))
+
 
 setup(
     name='divdet',
@@ -17,11 +37,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
-    # Weighted Boxes Fusion on the host (plain C, called through ctypes; divdet
-    # falls back to its torch path where it is not built). -O3 vectorises the IoU
-    # loop; no FMA contraction, so that it stays bitwise equal to the torch path.
-    ext_modules=[Extension('divdet.fusion._wbf', ['divdet/fusion/csrc/wbf.c'],
-                           extra_compile_args=['-O3', '-ffp-contract=off'], optional=True)],
+    **extensions(),
     # Honest ranges: what `import divdet` needs (tests/test_install.py checks that
     # every package divdet imports is declared here or comes with one that is).
     # requirements/*.txt pin the verified environment, and tools/setup_env.sh

@@ -29,7 +29,7 @@ trap 'fail "command on line $LINENO exited with status $? (see the output above)
 # work, there is nothing to do.
 fingerprint() {
   cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" \
-    "$ROOT"/divdet/fusion/csrc/*.c | sha256sum | cut -d' ' -f1
+    "$ROOT"/divdet/fusion/csrc/* | sha256sum | cut -d' ' -f1
 }
 
 final_check() {

@@ -3,7 +3,7 @@
 :mod:`~divdet.fusion.fusers` holds the registered fusers (``TASK_UTILS``:
 ``WeightedBoxesFusion``, ``NMSFusion``, ``SoftNMSFusion``, ``ConcatFusion``) and
 their contract; :mod:`~divdet.fusion.wbf` the Weighted Boxes Fusion they use,
-in torch and in C (``csrc/wbf.c``).
+the torch operator ``divdet::weighted_boxes_fusion`` (C++ kernel in ``csrc/``).
 """
 from .fusers import (
     HOST_WBF_MAX_IMAGES,

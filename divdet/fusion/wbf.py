@@ -1,4 +1,5 @@
-"""Weighted Boxes Fusion in torch (batched) and in C, equal to ensemble-boxes.
+"""Weighted Boxes Fusion as a torch operator (C++ on the CPU, batched torch code
+elsewhere), equal to ensemble-boxes.
 
 :func:`weighted_boxes_fusion` is a torch port of ``ensemble_boxes.weighted_boxes_fusion``
 (ZFTurbo's ensemble-boxes 1.0.9, the algorithm of Solovyev et al., "Weighted boxes
@@ -9,15 +10,17 @@ tensors' own device and returns integer labels; bad input raises ``ValueError``
 instead of calling ``exit()``.
 
 Clustering is sequential by nature (a box joins the cluster whose *current* fused
-box overlaps it most). For tensors on the CPU the whole fusion runs in C
-(``divdet/fusion/csrc/wbf.c``, built by ``setup.py`` and called through ctypes, which
-releases the GIL): one call per batch, since a torch op costs microseconds and a
-large label group needs hundreds of dependent steps. Elsewhere (GPU) it is batched
-torch code: filtering, grouping by image and label, ordering and the clusters'
+box overlaps it most). The fusion is the torch operator
+``torch.ops.divdet.weighted_boxes_fusion`` (:data:`SCHEMA`): for CPU tensors its
+kernel is C++ (``csrc/wbf_kernel.cpp``, built by ``setup.py``; one call per
+batch, since a torch op costs microseconds and a large label group needs
+hundreds of dependent steps); for other devices (GPU) it is the batched torch
+code below: filtering, grouping by image and label, ordering and the clusters'
 scores at once, and the loop one step per box of the largest group with every
-(image, label) group processed together. Both do the same float64 operations in
-the same order and agree bitwise with unit model weights (tested);
-``DIVDET_WBF_KERNEL=torch`` forces the torch path on the CPU.
+(image, label) group processed together. Both check their inputs (dtypes,
+shapes), do the same float64 operations in the same order and agree bitwise with
+unit model weights (tested); a fake kernel lets ``torch.compile`` trace calls of
+the operator. ``DIVDET_WBF_KERNEL=torch`` runs the torch code on the CPU too.
 
 Ties: boxes of equal weighted score are visited in reverse input order, which is
 what numpy's ``argsort()[::-1]`` does for up to 16 boxes of a label; for more tied
@@ -25,7 +28,6 @@ boxes numpy's unstable sort may visit them in another order.
 """
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import math
 import os
@@ -152,17 +154,89 @@ def batched_weighted_boxes_fusion(
         return [empty for _ in range(num_images)]
     w = torch.ones(num_models, dtype=dtype, device=device) if weights is None else \
         torch.as_tensor(weights, dtype=dtype, device=device)
-    if _HOST_KERNEL is not None and device.type == 'cpu':
-        return _fuse_host(boxes, scores, labels, w, iou_thr, skip_box_thr, conf_type,
-                          allows_overflow)
+    counts = torch.tensor([[scores[j][t].numel() for t in range(num_models)]
+                           for j in range(num_images)], dtype=torch.long, device=device)
+    flat = [(j, t) for j in range(num_images) for t in range(num_models)]
+    out_boxes, out_scores, out_labels, per_image = fuse_flat(
+        counts, torch.cat([boxes[j][t].reshape(-1, 4).to(dtype) for j, t in flat]),
+        torch.cat([scores[j][t].reshape(-1).to(dtype) for j, t in flat]),
+        torch.cat([labels[j][t].reshape(-1).long() for j, t in flat]), w, float(iou_thr),
+        float(skip_box_thr), conf_type, bool(allows_overflow))
+    sizes = per_image.tolist()
+    return list(zip(out_boxes.split(sizes), out_scores.split(sizes), out_labels.split(sizes)))
+
+
+#: The operator's schema: ``counts[j, t]`` boxes of model t in image j, held in
+#: that order (image-major) in ``boxes`` (normalised x1 y1 x2 y2, float64),
+#: ``scores`` (float64) and ``labels`` (int64); one float64 weight per model. It
+#: returns the fused boxes, scores and labels of every image, image after image
+#: (each by descending score), and the number of fused boxes per image.
+SCHEMA = ('(Tensor counts, Tensor boxes, Tensor scores, Tensor labels, Tensor weights, '
+          'float iou_thr, float skip_box_thr, str conf_type, bool allows_overflow) '
+          '-> (Tensor, Tensor, Tensor, Tensor)')
+
+
+def fuse_flat(counts: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor, weights: Tensor,
+              iou_thr: float, skip_box_thr: float, conf_type: str, allows_overflow: bool
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``torch.ops.divdet.weighted_boxes_fusion`` (:data:`SCHEMA`); the torch code
+    where ``DIVDET_WBF_KERNEL=torch``."""
+    if os.environ.get('DIVDET_WBF_KERNEL') == 'torch':
+        return _wbf_torch(counts, boxes, scores, labels, weights, iou_thr, skip_box_thr,
+                          conf_type, allows_overflow)
+    return torch.ops.divdet.weighted_boxes_fusion(counts, boxes, scores, labels, weights,
+                                                  iou_thr, skip_box_thr, conf_type,
+                                                  allows_overflow)
+
+
+def _check_flat(counts, boxes, scores, labels, weights, conf_type) -> None:
+    """The checks of the C++ kernel (``csrc/wbf_op.cpp``), for the torch code."""
+    for t, name, dtype, dim in ((counts, 'counts (images, models)', torch.long, 2),
+                                (boxes, 'boxes (n, 4)', torch.float64, 2),
+                                (scores, 'scores (n,)', torch.float64, 1),
+                                (labels, 'labels (n,)', torch.long, 1),
+                                (weights, 'weights (models,)', torch.float64, 1)):
+        if t.dtype != dtype:
+            raise RuntimeError(f'weighted_boxes_fusion: expected {name} of dtype {dtype}, '
+                               f'found {t.dtype}')
+        if t.dim() != dim:
+            raise RuntimeError(f'weighted_boxes_fusion: expected {name} with {dim} '
+                               f'dimension(s), found shape {tuple(t.shape)}')
+    n = scores.shape[0]
+    if boxes.shape != (n, 4) or labels.shape != (n, ):
+        raise RuntimeError(f'weighted_boxes_fusion: expected boxes (n, 4), scores (n,) and '
+                           f'labels (n,) with one n, found {tuple(boxes.shape)}, '
+                           f'{tuple(scores.shape)} and {tuple(labels.shape)}')
+    if weights.shape[0] != counts.shape[1]:
+        raise RuntimeError(f'weighted_boxes_fusion: expected one weight per model '
+                           f'({counts.shape[1]}), found {weights.shape[0]}')
+    if int(counts.sum()) != n:
+        raise RuntimeError(f'weighted_boxes_fusion: counts add up to {int(counts.sum())} '
+                           f'boxes, found {n}')
+    if conf_type not in CONF_TYPES:
+        raise RuntimeError(f'weighted_boxes_fusion: conf_type must be one of '
+                           f'{", ".join(CONF_TYPES)}, found {conf_type}')
+
+
+def _wbf_torch(counts: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor, weights: Tensor,
+               iou_thr: float, skip_box_thr: float, conf_type: str, allows_overflow: bool
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The operator in torch, batched (the kernel for every device but the CPU)."""
+    _check_flat(counts, boxes, scores, labels, weights, conf_type)
+    num_images, num_models = counts.shape
+    device, dtype = boxes.device, torch.float64
+    w = weights
+    per_image_empty = torch.zeros(num_images, dtype=torch.long, device=device)
+    empty = (boxes.new_zeros((0, 4)), scores.new_zeros(0), labels.new_zeros(0), per_image_empty)
+    if num_models == 0 or boxes.shape[0] == 0:
+        return empty
 
     # -- prefilter_boxes: image-major, then model, then box order --------------------
-    flat = [(j, t) for j in range(num_images) for t in range(num_models)]
-    counts = torch.tensor([scores[j][t].numel() for j, t in flat], device=device)
-    all_boxes = torch.cat([boxes[j][t].reshape(-1, 4).to(dtype) for j, t in flat])
-    all_scores = torch.cat([scores[j][t].reshape(-1).to(dtype) for j, t in flat])
-    all_labels = torch.cat([labels[j][t].reshape(-1).long() for j, t in flat])
-    pairs = torch.tensor(flat, device=device).repeat_interleave(counts, 0)
+    grid = torch.stack(torch.meshgrid(torch.arange(num_images, device=device),
+                                      torch.arange(num_models, device=device), indexing='ij'),
+                       -1).reshape(-1, 2)
+    pairs = grid.repeat_interleave(counts.reshape(-1), 0)
+    all_boxes, all_scores, all_labels = boxes, scores, labels
     image, model = pairs[:, 0], pairs[:, 1]
     x1 = torch.minimum(all_boxes[:, 0], all_boxes[:, 2]).clamp(0, 1)
     x2 = torch.maximum(all_boxes[:, 0], all_boxes[:, 2]).clamp(0, 1)
@@ -177,7 +251,7 @@ def batched_weighted_boxes_fusion(
     wscore = packed[:, 4]
     n = packed.shape[0]
     if n == 0:
-        return [empty for _ in range(num_images)]
+        return empty
 
     # One group per (image, label), numbered in order of first appearance; within
     # a group, descending weighted score with ties in reverse input order.
@@ -254,9 +328,8 @@ def batched_weighted_boxes_fusion(
     final = torch.arange(len(out_scores) - 1, -1, -1, device=device)
     final = final[torch.sort(out_scores[final], descending=True, stable=True).indices]
     final = final[torch.sort(out_image[final], stable=True).indices]
-    sizes = torch.bincount(out_image, minlength=num_images).tolist()
-    return list(zip(out_boxes[final].split(sizes), out_scores[final].split(sizes),
-                    out_labels[final].split(sizes)))
+    return (out_boxes[final], out_scores[final], out_labels[final],
+            torch.bincount(out_image, minlength=num_images))
 
 
 def _cluster_torch(packed: Tensor, slot: Tensor, active: list[int], iou_thr: float
@@ -318,70 +391,6 @@ def _cluster_torch(packed: Tensor, slot: Tensor, active: list[int], iou_thr: flo
     return fused, assign.t(), num_clusters
 
 
-def _fuse_host(boxes: Sequence[Sequence[Tensor]], scores: Sequence[Sequence[Tensor]],
-               labels: Sequence[Sequence[Tensor]], w: Tensor, iou_thr: float,
-               skip_box_thr: float, conf_type: str, allows_overflow: bool
-               ) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """:func:`batched_weighted_boxes_fusion` by the C library (``divdet/fusion/csrc/wbf.c``).
-
-    CPU tensors, already validated; one call for the whole batch, so a single
-    image costs a handful of torch ops instead of the torch path's ~60.
-    """
-    num_images, num_models = len(boxes), len(boxes[0])
-    dtype = torch.float64
-    counts = torch.tensor([s.numel() for per_image in scores for s in per_image],
-                          dtype=torch.long)
-    flat_boxes = torch.cat([b.reshape(-1, 4) for per_image in boxes for b in per_image]
-                           ).to(dtype).contiguous()
-    flat_scores = torch.cat([s.reshape(-1) for per_image in scores for s in per_image]
-                            ).to(dtype).contiguous()
-    flat_labels = torch.cat([lab.reshape(-1) for per_image in labels for lab in per_image]
-                            ).long().contiguous()
-    w = w.contiguous()
-    n = len(flat_scores)
-    out_boxes = torch.empty((n, 4), dtype=dtype)
-    out_scores = torch.empty(n, dtype=dtype)
-    out_labels = torch.empty(n, dtype=torch.long)
-    out_counts = torch.empty(num_images, dtype=torch.long)
-    total = _HOST_KERNEL(num_images, num_models, counts.data_ptr(), flat_boxes.data_ptr(),
-                         flat_scores.data_ptr(), flat_labels.data_ptr(), w.data_ptr(),
-                         float(iou_thr), float(skip_box_thr), CONF_TYPES.index(conf_type),
-                         int(allows_overflow), out_boxes.data_ptr(), out_scores.data_ptr(),
-                         out_labels.data_ptr(), out_counts.data_ptr())
-    if total < 0:
-        raise MemoryError(f'Weighted Boxes Fusion could not allocate memory for {n} boxes')
-    sizes = out_counts.tolist()
-    return list(zip(out_boxes[:total].split(sizes), out_scores[:total].split(sizes),
-                    out_labels[:total].split(sizes)))
-
-
-def _load_host_kernel():
-    """``divdet_wbf`` from the compiled ``divdet.fusion._wbf`` (setup.py), or None."""
-    try:
-        spec = importlib.util.find_spec('divdet.fusion._wbf')
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or os.environ.get('DIVDET_WBF_KERNEL') == 'torch':
-        return None
-    try:
-        fn = ctypes.CDLL(spec.origin).divdet_wbf
-    except (OSError, AttributeError) as err:  # an older build, e.g. after a pull
-        warnings.warn(f'{spec.origin} is not a usable build of divdet/fusion/csrc/wbf.c ({err}); '
-                      'WBF runs its slower torch path. Rebuild it: '
-                      '`pip install --no-build-isolation -e .` in the divdet checkout',
-                      stacklevel=2)
-        return None
-    fn.restype = ctypes.c_int64
-    fn.argtypes = ([ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 5 +
-                   [ctypes.c_double, ctypes.c_double, ctypes.c_int, ctypes.c_int] +
-                   [ctypes.c_void_p] * 4)
-    return fn
-
-
-#: The compiled WBF, None where divdet was installed without it.
-_HOST_KERNEL = _load_host_kernel()
-
-
 def _unique_in_order(values: Tensor, num_values: int) -> tuple[Tensor, Tensor]:
     """Unique values of ``values`` (all in ``[0, num_values)``) in order of first
     appearance, and each element's index among them."""
@@ -402,3 +411,41 @@ def _unique_in_order(values: Tensor, num_values: int) -> tuple[Tensor, Tensor]:
     index = torch.empty(num_values, dtype=torch.long, device=values.device)
     index[uniq] = torch.arange(len(uniq), device=values.device)
     return uniq, index[values]
+
+
+def _load_op() -> bool:
+    """Load the operator's C++ library (``divdet.fusion._C``, built by setup.py);
+    False where divdet was installed without it."""
+    try:
+        spec = importlib.util.find_spec('divdet.fusion._C')
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.origin:
+        return False
+    try:
+        torch.ops.load_library(spec.origin)
+    except OSError as err:  # a build for another torch, e.g. after an upgrade
+        warnings.warn(f'{spec.origin} is not a usable build of divdet/fusion/csrc ({err}); '
+                      'Weighted Boxes Fusion runs its slower torch code on the CPU. Rebuild '
+                      'it: `pip install --no-build-isolation -e .` in the divdet checkout',
+                      stacklevel=2)
+        return False
+    return hasattr(torch.ops.divdet, 'weighted_boxes_fusion')
+
+
+#: Whether the operator has its C++ CPU kernel (otherwise the torch code runs on
+#: the CPU too).
+HOST_KERNEL = _load_op()
+if not HOST_KERNEL:
+    torch.library.define('divdet::weighted_boxes_fusion', SCHEMA)
+# the torch code for every device without a kernel of its own (all but the CPU)
+torch.library.impl('divdet::weighted_boxes_fusion', 'CompositeExplicitAutograd')(_wbf_torch)
+
+
+@torch.library.register_fake('divdet::weighted_boxes_fusion')
+def _wbf_fake(counts, boxes, scores, labels, weights, iou_thr, skip_box_thr, conf_type,
+              allows_overflow):
+    """Shapes for torch.compile: as many fused boxes as the data gives."""
+    m = torch.library.get_ctx().new_dynamic_size()
+    return (boxes.new_empty((m, 4)), scores.new_empty((m, )), labels.new_empty((m, )),
+            counts.new_empty((counts.shape[0], )))

@@ -14,7 +14,7 @@ from divdet.fusion.wbf import batched_weighted_boxes_fusion, weighted_boxes_fusi
 def loop(request, monkeypatch):
     """Run a test with WBF in C (CPU tensors' default) and with the torch path (GPU's)."""
     if request.param == 'torch':
-        monkeypatch.setattr(wbf, '_HOST_KERNEL', None)
+        monkeypatch.setenv('DIVDET_WBF_KERNEL', 'torch')
     return request.param
 
 
@@ -125,19 +125,63 @@ def test_batched_matches_per_image_ensemble_boxes(loop):
         assert np.all(np.diff(scores.numpy()) <= 0)  # sorted by descending score
 
 
-def test_the_c_wbf_is_built():
-    assert wbf._HOST_KERNEL is not None, (
-        'divdet was installed without divdet/fusion/_wbf (WBF in C); '
-        'reinstall with `pip install --no-build-isolation -e .`')
+def test_the_cpu_kernel_is_built():
+    assert wbf.HOST_KERNEL, ('divdet was installed without divdet/fusion/_C (the C++ kernel '
+                             'of WBF); reinstall with `pip install --no-build-isolation -e .`')
 
 
-def test_a_stale_c_build_falls_back_to_torch_with_a_warning(monkeypatch):
-    class OldBuild:  # the library of an earlier version: no divdet_wbf symbol
-        divdet_wbf_cluster = None
+def test_a_stale_build_falls_back_to_torch_with_a_warning(monkeypatch):
+    def fail(path):
+        raise OSError('undefined symbol: _ZN3c10old')
 
-    monkeypatch.setattr(wbf.ctypes, 'CDLL', lambda path: OldBuild())
+    monkeypatch.setattr(torch.ops, 'load_library', fail)
     with pytest.warns(UserWarning, match='not a usable build.*pip install'):
-        assert wbf._load_host_kernel() is None
+        assert wbf._load_op() is False
+
+
+def _flat(rng, num_images=3, num_models=2):
+    cases = [_random_case(rng, num_models, 30, 4) for _ in range(num_images)]
+    counts = torch.tensor([[len(s) for s in c[1]] for c in cases])
+    cat = [torch.from_numpy(np.concatenate([x for c in cases for x in c[k]])) for k in range(3)]
+    return (counts, cat[0].double().reshape(-1, 4), cat[1].double(), cat[2].long(),
+            torch.ones(num_models, dtype=torch.float64))
+
+
+def test_the_operator_checks_its_inputs_in_both_kernels(monkeypatch):
+    counts, boxes, scores, labels, weights = _flat(np.random.default_rng(3))
+    op = torch.ops.divdet.weighted_boxes_fusion
+    bad = {
+        'boxes.*dtype': (counts, boxes.float(), scores, labels, weights, 'avg'),
+        'scores.*dimension': (counts, boxes, scores[:, None], labels, weights, 'avg'),
+        'one weight per model': (counts, boxes, scores, labels, weights[:1], 'avg'),
+        'counts add up to': (counts * 2, boxes, scores, labels, weights, 'avg'),
+        'conf_type must be one of': (counts, boxes, scores, labels, weights, 'median'),
+    }
+    for kernel in ('c++', 'torch'):
+        if kernel == 'torch':
+            op = wbf._wbf_torch
+        for message, (c, b, s, lab, w, conf) in bad.items():
+            with pytest.raises(RuntimeError, match=message):
+                op(c, b, s, lab, w, 0.55, 0.0, conf, False)
+
+
+def test_the_operator_runs_in_compiled_code_as_in_eager():
+    counts, boxes, scores, labels, weights = _flat(np.random.default_rng(4))
+
+    def fuse(counts, boxes, scores, labels, weights):
+        out = torch.ops.divdet.weighted_boxes_fusion(counts, boxes * 1.0, scores, labels,
+                                                      weights, 0.55, 0.0, 'avg', False)
+        return out[0] * 2, out[1], out[2], out[3]  # work after the operator, in the graph
+
+    eager = fuse(counts, boxes, scores, labels, weights)
+    compiled = torch.compile(fuse, backend='aot_eager', fullgraph=True)(
+        counts, boxes, scores, labels, weights)
+    assert len(eager[0]) > 0
+    for a, b in zip(eager, compiled):
+        assert torch.equal(a, b)
+    torch.library.opcheck(torch.ops.divdet.weighted_boxes_fusion.default,
+                          (counts, boxes, scores, labels, weights, 0.55, 0.0, 'avg', False),
+                          test_utils=('test_schema', 'test_faketensor'))
 
 
 @pytest.mark.parametrize('num_labels,ties', [(1, False), (3, True), (80, False)])
@@ -151,7 +195,7 @@ def test_c_and_torch_paths_are_bitwise_equal(monkeypatch, num_labels, ties):
     args = [[a[k] for a in args] for k in range(3)]  # boxes, scores, labels per image
     kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='box_and_model_avg')
     with_c = batched_weighted_boxes_fusion(*args, **kwargs)
-    monkeypatch.setattr(wbf, '_HOST_KERNEL', None)
+    monkeypatch.setenv('DIVDET_WBF_KERNEL', 'torch')
     with_torch = batched_weighted_boxes_fusion(*args, **kwargs)
     assert sum(len(r[0]) for r in with_c) > 100
     for a, b in zip(with_c, with_torch):

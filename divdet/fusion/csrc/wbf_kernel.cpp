@@ -3,23 +3,19 @@
  * pre-filtering, grouping by (image, label), greedy clustering in visiting
  * order, the clusters' confidences and the per-image output order.
  *
- * divdet/models/utils/ensemble.py validates the input, calls this through
- * ctypes (which releases the GIL for the call) for tensors on the CPU, and
- * splits the result per image. Its torch implementation, used for tensors on
- * an accelerator, is the same computation: the same float64 operations in the
- * same order, so that the two agree bitwise wherever the model weights are
- * all 1 (tested; with other weights their sums may round differently in the
- * last bit).
- *
- * A plain C function with no Python API, so the build needs only a C compiler;
- * the module init below only makes the file a valid extension module.
+ * wbf_op.cpp registers it as the CPU kernel of the torch operator
+ * divdet::weighted_boxes_fusion (after checking the tensors); divdet/fusion/wbf.py
+ * registers the batched torch implementation of the same computation for the
+ * other devices: the same float64 operations in the same order, so that the two
+ * agree bitwise wherever the model weights are all 1 (tested; with other weights
+ * their sums may round differently in the last bit).
  */
-#include <Python.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include "wbf_kernel.h"
 
-enum { CONF_AVG = 0, CONF_MAX = 1, CONF_BOX_AND_MODEL_AVG = 2, CONF_ABSENT_MODEL_AWARE_AVG = 3 };
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+namespace divdet {
 
 typedef struct {  /* a kept box */
   int64_t image, label, index, model;
@@ -34,7 +30,7 @@ typedef struct {  /* a fused box */
 /* (image, label) groups, each in visiting order: descending weighted score,
  * ties in reverse input order. */
 static int visit_order(const void *pa, const void *pb) {
-  const Box *a = pa, *b = pb;
+  const Box *a = static_cast<const Box *>(pa), *b = static_cast<const Box *>(pb);
   if (a->image != b->image) return a->image < b->image ? -1 : 1;
   if (a->label != b->label) return a->label < b->label ? -1 : 1;
   if (a->wscore != b->wscore) return a->wscore > b->wscore ? -1 : 1;
@@ -45,7 +41,7 @@ static int visit_order(const void *pa, const void *pb) {
  * concatenation (groups by first appearance, clusters by creation), which is
  * what ensemble-boxes' argsort()[::-1] gives. */
 static int output_order(const void *pa, const void *pb) {
-  const Cluster *a = pa, *b = pb;
+  const Cluster *a = static_cast<const Cluster *>(pa), *b = static_cast<const Cluster *>(pb);
   if (a->image != b->image) return a->image < b->image ? -1 : 1;
   if (a->score != b->score) return a->score > b->score ? -1 : 1;
   if (a->group_first != b->group_first) return a->group_first > b->group_first ? -1 : 1;
@@ -54,23 +50,10 @@ static int output_order(const void *pa, const void *pb) {
 
 static double clamp01(double x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
 
-/*
- * counts:      (num_images * num_models,) boxes of model t in image j at
- *              j * num_models + t; the inputs hold them in that order
- * boxes:       (n, 4) x1 y1 x2 y2 normalised to [0, 1] (swapped and clipped here)
- * scores:      (n,);  labels: (n,)
- * weights:     (num_models,)
- * conf_type:   one of the CONF_* values
- * out_boxes, out_scores, out_labels: (n, 4), (n,), (n,): the fused boxes of
- *              every image, image after image
- * out_counts:  (num_images,) fused boxes per image
- * returns the number of fused boxes, or -1 if memory ran out
- */
-int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts,
-                   const double *boxes, const double *scores, const int64_t *labels,
-                   const double *weights, double iou_thr, double skip_box_thr, int conf_type,
-                   int allows_overflow, double *out_boxes, double *out_scores,
-                   int64_t *out_labels, int64_t *out_counts) {
+int64_t wbf(int64_t num_images, int64_t num_models, const int64_t *counts, const double *boxes,
+            const double *scores, const int64_t *labels, const double *weights, double iou_thr,
+            double skip_box_thr, int conf_type, int allows_overflow, double *out_boxes,
+            double *out_scores, int64_t *out_labels, int64_t *out_counts) {
   int64_t n = 0;
   for (int64_t k = 0; k < num_images * num_models; ++k) n += counts[k];
   memset(out_counts, 0, sizeof(int64_t) * num_images);
@@ -79,12 +62,12 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
     weight_total += weights[t];
     if (t == 0 || weights[t] > weight_max) weight_max = weights[t];
   }
-  Box *kept = malloc(sizeof(Box) * (n ? n : 1));
-  Cluster *clusters = malloc(sizeof(Cluster) * (n ? n : 1));
-  double *sums = malloc(sizeof(double) * 8 * (n ? n : 1));  /* s*box (4), s, max s, w, count */
-  unsigned char *present = calloc((size_t)(n ? n : 1) * (num_models ? num_models : 1), 1);
+  Box *kept = (Box *)malloc(sizeof(Box) * (n ? n : 1));
+  Cluster *clusters = (Cluster *)malloc(sizeof(Cluster) * (n ? n : 1));
+  double *sums = (double *)malloc(sizeof(double) * 8 * (n ? n : 1));  /* s*box (4), s, max s, w, count */
+  unsigned char *present = (unsigned char *)calloc((size_t)(n ? n : 1) * (num_models ? num_models : 1), 1);
   /* a group's clusters, one array per coordinate (so the IoU loop vectorises) */
-  double *fx = malloc(sizeof(double) * 6 * (n ? n : 1));
+  double *fx = (double *)malloc(sizeof(double) * 6 * (n ? n : 1));
   if (!kept || !clusters || !sums || !present || !fx) {
     free(kept), free(clusters), free(sums), free(present), free(fx);
     return -1;
@@ -199,6 +182,4 @@ int64_t divdet_wbf(int64_t num_images, int64_t num_models, const int64_t *counts
   return num_clusters;
 }
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wbf", NULL, -1, NULL};
-
-PyMODINIT_FUNC PyInit__wbf(void) { return PyModule_Create(&module); }
+}  // namespace divdet
