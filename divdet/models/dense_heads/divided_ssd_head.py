@@ -20,6 +20,7 @@ from torch import Tensor
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.fusion import build_fuser
 from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
+from divdet.models.losses.cotraining_loss import member_loss_totals
 from divdet.models.utils.nms import resolve_nms_cfg
 from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
@@ -152,7 +153,11 @@ class DividedSSDHead(DividedPart):
             losses.update({f'{k}{suffix}': v for k, v in member.items()})
             flat_cls.append(flat)
         if self.loss_cot is not None:
-            losses['loss_cot'] = self.loss_cot(flat_cls)
+            if getattr(self.loss_cot, 'needs_member_losses', False):
+                losses['loss_cot'] = self.loss_cot(
+                    flat_cls, member_losses=member_loss_totals([m for m, _ in results]))
+            else:
+                losses['loss_cot'] = self.loss_cot(flat_cls)
         return losses
 
     def predict_member(self, i: int, outs: tuple, batch_data_samples: SampleList,

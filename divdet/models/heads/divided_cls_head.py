@@ -10,6 +10,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from divdet.models.losses.cotraining_loss import member_loss_totals
 from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
@@ -100,13 +101,18 @@ class DividedClsHead(DividedPart):
     def loss_by_logits(self, logits: Sequence[Tensor], data_samples: list[DataSample],
                        **kwargs) -> dict:
         """:meth:`loss` from the members' logits."""
-        losses = {}
+        losses, members = {}, []
         for i, (head, z) in enumerate(zip(self.members, logits)):
             member = head._get_loss(z, data_samples, **kwargs)
+            members.append(member)
             suffix = f'_m{i}' if self.num_members > 1 else ''
             losses.update({f'{k}{suffix}': v for k, v in member.items()})
         if self.loss_cot is not None:
-            losses['loss_cot'] = self.loss_cot(logits)
+            if getattr(self.loss_cot, 'needs_member_losses', False):
+                losses['loss_cot'] = self.loss_cot(logits,
+                                                   member_losses=member_loss_totals(members))
+            else:
+                losses['loss_cot'] = self.loss_cot(logits)
         return losses
 
     def predict_by_logits(self, logits: Sequence[Tensor],

@@ -1,4 +1,10 @@
 """Losses: the co-training (Jensen-Shannon) loss."""
-from .cotraining_loss import CoTrainingLoss, jensen_shannon_divergence
+from .cotraining_loss import (
+    BestMemberDistillationLoss,
+    CoTrainingLoss,
+    jensen_shannon_divergence,
+    member_loss_totals,
+)
 
-__all__ = ['CoTrainingLoss', 'jensen_shannon_divergence']
+__all__ = ['BestMemberDistillationLoss', 'CoTrainingLoss', 'jensen_shannon_divergence',
+           'member_loss_totals']

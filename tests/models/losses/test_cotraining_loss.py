@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from divdet.models.losses import CoTrainingLoss, jensen_shannon_divergence
 
@@ -50,3 +51,46 @@ def test_single_member_and_shape_mismatch():
     assert CoTrainingLoss()([torch.randn(3, 4)]).item() == 0.0
     with pytest.raises(ValueError, match='equal logit shapes'):
         CoTrainingLoss()([torch.randn(3, 4), torch.randn(3, 5)])
+
+
+def test_best_member_teaches_the_others_and_gets_no_gradient():
+    from divdet.models.losses import BestMemberDistillationLoss
+    torch.manual_seed(0)
+    logits = [torch.randn(6, 5, requires_grad=True) for _ in range(3)]
+    loss_fn = BestMemberDistillationLoss(loss_weight=0.5)
+    loss = loss_fn(logits, member_losses=torch.tensor([0.9, 0.3, 0.7]))
+    assert int(loss_fn.last_teacher) == 1  # the lowest supervised loss
+    p_t = F.softmax(logits[1].detach(), -1)
+    expected = sum(F.kl_div(F.log_softmax(logits[i], -1), p_t, reduction='batchmean')
+                   for i in (0, 2)) / 2
+    torch.testing.assert_close(loss, 0.5 * expected)
+    loss.backward()
+    assert torch.equal(logits[1].grad, torch.zeros_like(logits[1]))  # the teacher: none
+    assert logits[0].grad.abs().sum() > 0 and logits[2].grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='needs the supervised loss of each of the 3 members'):
+        loss_fn(logits)
+
+
+def test_best_member_distillation_in_both_heads_and_under_the_hook():
+    from mmdet.registry import MODELS as DET
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS as CLS
+
+    from divdet.engine.hooks import CoTrainingHook
+    from tests.models.classifiers.test_divided_image_classifier import _batch, _cfg
+    from tests.models.ssd_factory import data_samples, detector_cfg
+    cot = dict(type='BestMemberDistillationLoss', loss_weight=0.5)
+    init_default_scope('mmdet')
+    det = DET.build(ConfigDict(detector_cfg(2, loss_cot=cot)))
+    losses = det(torch.rand(2, 3, 64, 64) * 255,
+                 data_samples([[[10, 10, 40, 40]], [[5, 5, 30, 50]]]), mode='loss')
+    assert losses['loss_cot'] > 0
+    assert int(det.bbox_head.loss_cot.last_teacher) in (0, 1)
+    assert CoTrainingHook(warmup=4).weight_at(det.bbox_head.loss_cot.loss_weight, 1) == 0.125
+    init_default_scope('mmpretrain')
+    cfg = _cfg()
+    cfg['head']['loss_cot'] = cot
+    cls = CLS.build(cfg)
+    data = cls.data_preprocessor(_batch(2), training=True)
+    assert cls(**data, mode='loss')['loss_cot'] > 0
