@@ -1,8 +1,9 @@
 """DividedImageClassifier: mmpretrain's ImageClassifier with S set once."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
+import torch.nn.functional as F
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.models.classifiers import ImageClassifier
 from torch import Tensor
@@ -42,15 +43,28 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         compile_members: ``torch.compile`` each member's network: False
             (default), True or a dict of ``torch.compile`` arguments
             (:class:`~divdet.models.utils.runtime.MemberRuntime`).
+        member_scales: members at different resolutions (after MutualNet, Yang
+            et al., ECCV 2020): member i sees its input resized by
+            ``member_scales[i]`` (bilinear, antialiased when shrinking), in
+            training and at test time; the co-training loss still compares their
+            predictions. None (default): every member at the input's size.
         data_preprocessor, init_cfg: as in mmpretrain.
     """
 
     def __init__(self, num_members: int, backbone: dict, head: dict, neck: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  member_execution: str = 'auto', member_devices: Optional[list] = None,
-                 compile_members=False, init_cfg: Optional[dict] = None) -> None:
+                 compile_members=False, member_scales: Optional[Sequence[float]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
+        if member_scales is not None:
+            scales = list(member_scales) if isinstance(member_scales, (list, tuple)) else None
+            if scales is None or len(scales) != num_members or not all(
+                    isinstance(v, (int, float)) and 0 < v <= 4 for v in scales):
+                raise ConfigError(f'member_scales: expected one scale in (0, 4] per member '
+                                  f'({num_members}), found {member_scales!r}')
+            member_scales = tuple(float(v) for v in scales)
         runtime = MemberRuntime(member_execution, num_members, member_devices, compile_members)
         backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
         if neck is not None:
@@ -62,14 +76,26 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.num_members = num_members
+        self.member_scales = member_scales
         self.runtime = runtime
         runtime.attach(self.backbone, self.neck if self.with_neck else None, self.head)
 
     def member_logits(self, inputs: Tensor) -> list[Tensor]:
         """Every member's logits, each member run whole (backbone, neck, head) in one call."""
         network = whole_member(self.backbone, self.neck if self.with_neck else None,
-                               self.head, inputs, self.runtime)
+                               self.head, inputs, self.runtime,
+                               member_input=self._scaled_input if self.member_scales else None)
         return self.runtime.run(range(self.num_members), network, inputs, model=self)
+
+    def _scaled_input(self, inputs: Tensor, i: int) -> Tensor:
+        """Member ``i``'s input at its scale (``member_scales``)."""
+        x = self.backbone.member_input(inputs, i)
+        scale = self.member_scales[i]
+        if scale == 1.0:
+            return x
+        size = [max(1, round(d * scale)) for d in x.shape[-2:]]
+        return F.interpolate(x, size=size, mode='bilinear', align_corners=False,
+                             antialias=scale < 1)
 
     def loss(self, inputs: Tensor, data_samples: list) -> dict:
         """The members' losses and the co-training term."""

@@ -444,17 +444,19 @@ class MemberRuntime:
         return self.executor(name).run(list(indices), network, then, home=device)
 
 
-def whole_member(backbone, neck, head, inputs, runtime: Optional[MemberRuntime] = None
-                 ) -> Network:
+def whole_member(backbone, neck, head, inputs, runtime: Optional[MemberRuntime] = None,
+                 member_input: Optional[Callable] = None) -> Network:
     """Member ``i``'s backbone, neck (None: none) and head on its share of ``inputs``:
     the ``network`` a divided detector or classifier runs per member (compiled
-    per member if ``runtime`` compiles them)."""
+    per member if ``runtime`` compiles them). ``member_input(inputs, i)``
+    (default: the backbone's) gives member ``i``'s share."""
     backbone.check_input(inputs)
     runtime = runtime or STANDALONE
+    member_input = member_input or backbone.member_input
 
     def network(i, to_member):
         net = runtime.member_network(i, backbone, neck, head)
-        return net(to_member(backbone.member_input(inputs, i)))
+        return net(to_member(member_input(inputs, i)))
     return network
 
 

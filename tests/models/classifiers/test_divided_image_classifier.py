@@ -89,3 +89,25 @@ def test_unknown_execution_is_refused():
     from divdet.utils.errors import ConfigError
     with pytest.raises(ConfigError, match="member_execution must be one of .*found 'grouped'"):
         MODELS.build(_cfg(member_execution='grouped'))
+
+
+def test_member_scales_give_each_member_its_resolution_in_training_and_test():
+    from mmengine.optim import OptimWrapper
+    model = MODELS.build(_cfg(member_scales=(1.0, 0.75)))
+    seen = {0: [], 1: []}
+    for i, member in enumerate(model.backbone.members):
+        member.register_forward_pre_hook(lambda m, args, i=i: seen[i].append(args[0].shape[-2:]))
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    losses = model.train_step(_batch(2), wrapper)  # one view per member, then rescaled
+    assert torch.isfinite(losses['loss_cot'])
+    model.eval()
+    out = model.val_step(_batch(1))
+    assert out[0].member_pred_scores.shape == (2, 10)
+    assert seen[0] == [(16, 16)] * 2 and seen[1] == [(12, 12)] * 2
+
+
+@pytest.mark.parametrize('scales', [(1.0, ), (1.0, 0.0), (1.0, 'x'), 0.5])
+def test_member_scales_are_checked(scales):
+    from divdet.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match=r'one scale in \(0, 4\] per member \(2\)'):
+        MODELS.build(_cfg(member_scales=scales))
