@@ -2,6 +2,8 @@
 //
 // divdet/fusion/wbf.py registers the batched torch implementation for the other
 // devices (CompositeExplicitAutograd) and the fake kernel used by torch.compile.
+#include <Python.h>
+
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -78,3 +80,9 @@ TORCH_LIBRARY(divdet, m) {
 }
 
 TORCH_LIBRARY_IMPL(divdet, CPU, m) { m.impl("weighted_boxes_fusion", &divdet::wbf_cpu); }
+
+// A Python module too (empty), so that `import divdet.fusion._C` and tools that walk
+// the package work; divdet/fusion/wbf.py loads it with torch.ops.load_library.
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }

@@ -26,12 +26,19 @@ from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
-from .resnet_members import PreActWideResNet, ResNetCIFAR, ResNeXtCIFAR, WideResNetV1d
+from .resnet_members import (
+    DeepResNetV1d,
+    PreActWideResNet,
+    ResNetCIFAR,
+    ResNeXtCIFAR,
+    WideResNetV1d,
+)
 
 #: Member classes an :class:`~divdet.models.utils.division.Arch` may name.
 MEMBER_CLASSES = {
     'ResNet': ResNet,
     'ResNetV1d': ResNetV1d,
+    'DeepResNetV1d': DeepResNetV1d,
     'SEResNet': SEResNet,
     'ResNeXt': ResNeXt,
     'SEResNeXt': SEResNeXt,

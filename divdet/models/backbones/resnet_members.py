@@ -1,6 +1,7 @@
 """Member networks that mmpretrain does not ship, built from its ResNet parts.
 
-- :class:`WideResNetV1d`: Wide-ResNet-50-k in the ResNet-D form (bottleneck
+- :class:`DeepResNetV1d`: mmpretrain's ResNetV1d with depth 200 added.
+- :class:`WideResNetV1d`: Wide-ResNet-50-k / 101-k in the ResNet-D form (bottleneck
   mid width ``64 * k * 2**stage``, outer widths as ResNet-50).
 - :class:`ResNetCIFAR`: the three-stage CIFAR ResNet-110 / ResNet-164.
 - :class:`ResNeXtCIFAR`: ResNeXt-29 (8x64d, 16x64d) for CIFAR.
@@ -52,6 +53,15 @@ class WideBottleneck(Bottleneck):
                                       dilation=self.dilation, bias=False)
         self.conv3 = build_conv_layer(self.conv_cfg, mid, out_channels, kernel_size=1,
                                       bias=False)
+
+
+@register_model
+class DeepResNetV1d(ResNetV1d):
+    """mmpretrain's ``ResNetV1d`` with depth 200 besides its 18-152: the 200-layer
+    ImageNet ResNet (He et al., "Identity Mappings in Deep Residual Networks",
+    ECCV 2016), bottleneck blocks (3, 24, 36, 3)."""
+
+    arch_settings = {**ResNetV1d.arch_settings, 200: (Bottleneck, (3, 24, 36, 3))}
 
 
 @register_model

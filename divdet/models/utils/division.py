@@ -94,7 +94,7 @@ class Arch:
 
 
 def _resnet_d(depth: int) -> Arch:
-    return Arch('ResNetV1d', dict(depth=depth),
+    return Arch('DeepResNetV1d' if depth > 152 else 'ResNetV1d', dict(depth=depth),
                 {s: dict(stem_channels=2 * w, base_channels=w)
                  for s, w in RESNET_IMAGENET_WIDTH.items()})
 
@@ -111,8 +111,8 @@ def _se_resnet_d(depth: int) -> Arch:
                  for s, w in RESNET_IMAGENET_WIDTH.items()})
 
 
-def _wide_resnet_d(k: int) -> Arch:
-    return Arch('WideResNetV1d', dict(depth=50),
+def _wide_resnet_d(k: int, depth: int = 50) -> Arch:
+    return Arch('WideResNetV1d', dict(depth=depth),
                 {s: dict(width_factor=f) for s, f in WRN_IMAGENET_FACTOR[k].items()})
 
 
@@ -147,11 +147,13 @@ ARCHS: Mapping[str, Arch] = {
     'resnet50-d': _resnet_d(50),
     'resnet101-d': _resnet_d(101),
     'resnet152-d': _resnet_d(152),
+    'resnet200-d': _resnet_d(200),
     # ImageNet, torchvision's ResNet-50 (7x7 stem, stride in the 3x3 conv): the
     # layout of torchvision's weights (tools/model_converters/torchvision2divdet.py).
     'resnet50': _resnet(50),
     'wide-resnet50-2': _wide_resnet_d(2),
     'wide-resnet50-3': _wide_resnet_d(3),
+    'wide-resnet101-2': _wide_resnet_d(2, depth=101),
     'resnext50-32x4d': _resnext_d('ResNeXt', 50, 32, 4),
     'resnext101-32x4d': _resnext_d('ResNeXt', 101, 32, 4),
     'resnext101-64x4d': _resnext_d('ResNeXt', 101, 64, 4),
@@ -163,8 +165,10 @@ ARCHS: Mapping[str, Arch] = {
     'resnet110-cifar': _resnet_cifar(110),
     'resnet164-cifar': _resnet_cifar(164),
     'wrn16-8-cifar': _wrn_cifar(16, 8),
+    'wrn16-12-cifar': _wrn_cifar(16, 12),
     'wrn28-10-cifar': _wrn_cifar(28, 10),
     'wrn40-10-cifar': _wrn_cifar(40, 10),
+    'wrn52-8-cifar': _wrn_cifar(52, 8),
     'resnext29-8x64d-cifar': _resnext_cifar(8, 64),
     'resnext29-16x64d-cifar': _resnext_cifar(16, 64),
 }

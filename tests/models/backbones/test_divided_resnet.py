@@ -40,9 +40,11 @@ def _params_with_head(model: DividedResNet, num_classes: int) -> list:
 
 @pytest.mark.parametrize('arch,num_members,millions', [
     ('resnet50-d', 1, 25.68), ('resnet50-d', 2, 12.59), ('resnet50-d', 4, 6.95),
-    ('resnet101-d', 1, 44.7), ('resnet101-d', 2, 21.6)])
+    ('resnet101-d', 1, 44.7), ('resnet101-d', 2, 21.6),
+    ('resnet200-d', 1, 64.7), ('wide-resnet101-2', 1, 126.9)])
 def test_parameter_counts_match_reference(arch, num_members, millions):
-    """The paper's table: member parameters with a 1000-class linear head, within 1%."""
+    """The paper's table (ResNet-200 and WRN-101-2: their original papers, 64.7 M and
+    126.9 M): member parameters with a 1000-class linear head, within 1%."""
     model = DividedResNet(arch, num_members=num_members)
     for count in _params_with_head(model, 1000):
         assert count / 1e6 == pytest.approx(millions, rel=0.01)
