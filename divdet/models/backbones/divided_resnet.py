@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.model import ModuleList
-from mmpretrain.models.backbones import ResNet, ResNetV1d, ResNeXt, SEResNet, SEResNeXt
+from mmpretrain.models.backbones import ResNeSt, ResNet, ResNetV1d, ResNeXt, SEResNet, SEResNeXt
 
 from divdet.models.utils.division import get_arch, scale_dropout
 from divdet.models.utils.runtime import DividedPart
@@ -42,6 +42,7 @@ MEMBER_CLASSES = {
     'SEResNet': SEResNet,
     'ResNeXt': ResNeXt,
     'SEResNeXt': SEResNeXt,
+    'ResNeSt': ResNeSt,
     'WideResNetV1d': WideResNetV1d,
     'ResNetCIFAR': ResNetCIFAR,
     'ResNeXtCIFAR': ResNeXtCIFAR,

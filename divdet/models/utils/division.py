@@ -123,6 +123,14 @@ def _resnext_d(member: str, depth: int, groups: int, width: int) -> Arch:
                 {s: dict(groups=groups // s) for s in RESNEXT_SPLITS if groups % s == 0})
 
 
+def _resnexst(depth: int, groups: int, width: int) -> Arch:
+    """ResNeXSt: ResNeSt's split attention (radix 2) with ResNeXt cardinality, divided
+    like ResNeXt (groups / S, width per group kept)."""
+    return Arch('ResNeSt', dict(depth=depth, width_per_group=width, radix=2,
+                                stem_channels=64 if depth == 50 else 128),
+                {s: dict(groups=groups // s) for s in RESNEXT_SPLITS if groups % s == 0})
+
+
 def _resnet_cifar(depth: int) -> Arch:
     return Arch('ResNetCIFAR', dict(depth=depth),
                 {s: dict(stem_channels=w, base_channels=w) for s, w in RESNET_CIFAR_WIDTH.items()})
@@ -161,6 +169,10 @@ ARCHS: Mapping[str, Arch] = {
     'seresnet101': _se_resnet_d(101),
     'seresnext50-32x4d': _resnext_d('SEResNeXt', 50, 32, 4),
     'seresnext101-32x4d': _resnext_d('SEResNeXt', 101, 32, 4),
+    'resnexst50-4x16d': _resnexst(50, 4, 16),
+    'resnexst50-8x16d': _resnexst(50, 8, 16),
+    'resnexst50-4x32d': _resnexst(50, 4, 32),
+    'resnexst101-8x32d': _resnexst(101, 8, 32),
     # CIFAR.
     'resnet110-cifar': _resnet_cifar(110),
     'resnet164-cifar': _resnet_cifar(164),
