@@ -115,13 +115,11 @@ class BaseFuser:
 
     def _weighted_union(self, results: Sequence[InstanceData]) -> InstanceData:
         """All models' detections, scores times ``weight / max(weights)``."""
-        parts = list(results)
-        if self.weights is not None:
-            top = max(self.weights)
-            parts = [InstanceData(bboxes=m.bboxes, labels=m.labels,
-                                  scores=m.scores * (w / top)) for m, w in zip(parts, self.weights)]
-        return InstanceData.cat([InstanceData(bboxes=m.bboxes, scores=m.scores, labels=m.labels)
-                                 for m in parts])
+        scales = ([w / max(self.weights) for w in self.weights] if self.weights is not None
+                  else [1.0] * len(results))
+        return InstanceData.cat([InstanceData(bboxes=m.bboxes, labels=m.labels,
+                                              scores=m.scores * s if s != 1.0 else m.scores)
+                                 for m, s in zip(results, scales)])
 
     @staticmethod
     def _by_score(fused: InstanceData) -> InstanceData:
