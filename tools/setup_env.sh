@@ -33,7 +33,7 @@ fingerprint() {
 }
 
 final_check() {
-  "$PY" -c "import divdet, mmdet, mmcv.ops, mmpretrain.models, ensemble_boxes, pycocotools; \
+  "$PY" -c "import divdet, divdet.fusion.wbf as w; assert w.HOST_KERNEL, 'divdet/fusion/_C not built'; import mmdet, mmcv.ops, mmpretrain.models, ensemble_boxes, pycocotools; \
 print('divdet', divdet.__version__, '| mmdet', mmdet.__version__, '| mmcv', mmcv.__version__)" 2>&1
 }
 
@@ -105,6 +105,9 @@ step "4/6 OpenMMLab packages, pycocotools, ensemble-boxes"
 step "5/6 divdet (editable) and test tools"
 "$PY" -m pip install -r "$ROOT/requirements/tests.txt"
 "$PY" -m pip install --no-deps --no-build-isolation -e "$ROOT"
+# the editable install leaves torch's C++ extension (divdet/fusion/_C) in build/;
+# build it in place, where `import divdet` from the checkout finds it
+(cd "$ROOT" && "$PY" setup.py -q build_ext --inplace)
 
 step "6/6 import check"
 final_check || fail "the import check failed"
