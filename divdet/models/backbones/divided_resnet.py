@@ -1,4 +1,4 @@
-"""DividedResNet: S independent ResNet-family members with the paper's widths.
+"""DividedBackbone: S independent members of one family with the paper's widths.
 
 Output contract (used by every divided neck and head):
 
@@ -26,11 +26,14 @@ from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
+from .cifar_members import DenseNetCIFAR, PyramidNet, SEResNetCIFAR, ShakeResNet
+from .efficientnet_members import EfficientNetMember
 from .resnet_members import (
     DeepResNetV1d,
     PreActWideResNet,
     ResNetCIFAR,
     ResNeXtCIFAR,
+    SENet154,
     WideResNetV1d,
 )
 
@@ -47,6 +50,12 @@ MEMBER_CLASSES = {
     'ResNetCIFAR': ResNetCIFAR,
     'ResNeXtCIFAR': ResNeXtCIFAR,
     'PreActWideResNet': PreActWideResNet,
+    'SEResNetCIFAR': SEResNetCIFAR,
+    'SENet154': SENet154,
+    'PyramidNet': PyramidNet,
+    'ShakeResNet': ShakeResNet,
+    'DenseNetCIFAR': DenseNetCIFAR,
+    'EfficientNetMember': EfficientNetMember,
 }
 
 
@@ -58,21 +67,23 @@ def stage_out_channels(member: torch.nn.Module) -> tuple[int, ...]:
 
 
 @register_model
-class DividedResNet(DividedPart):
-    """A ResNet-family backbone divided into ``num_members`` members.
+class DividedBackbone(DividedPart):
+    """A backbone divided into ``num_members`` members of one family.
 
     Args:
         arch: architecture name, a key of
             :data:`divdet.models.utils.division.ARCHS` (e.g. ``'resnet50-d'``,
-            ``'wrn28-10-cifar'``, ``'resnext101-64x4d'``).
+            ``'wrn28-10-cifar'``, ``'pyramidnet272-cifar'``, ``'efficientnet-b0'``).
         num_members: the split factor S. Values without a rule are rejected.
         out_indices: stages whose outputs are returned (member default if None).
         drop_rate: dropout of the undivided network (families that use
             dropout, e.g. WRN); each member gets it scaled by ``dropout_scaling``.
         drop_path_rate: stochastic depth of the undivided network (mmpretrain
-            ResNets); scaled like ``drop_rate``.
+            ResNets, EfficientNet); scaled like ``drop_rate``.
         dropout_scaling: ``'linear'`` (p / S), ``'sqrt'`` (p / sqrt(S)) or
-            ``'none'``.
+            ``'none'``; None takes the family's rule (sqrt for EfficientNet,
+            PyramidNet, DenseNet and SENet, as the reference does). It also scales
+            the family's other probabilities (``shakedrop_prob``).
         member_init_cfg: optional list of S init configs, one per member (e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``).
             A checkpoint with member-prefixed keys (``members.0.conv1...``)
@@ -86,7 +97,7 @@ class DividedResNet(DividedPart):
 
     def __init__(self, arch: str, num_members: int = 2,
                  out_indices: Optional[Sequence[int]] = None, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, dropout_scaling: str = 'linear',
+                 drop_path_rate: float = 0.0, dropout_scaling: Optional[str] = None,
                  member_init_cfg: Optional[Sequence[dict]] = None,
                  init_cfg: Optional[dict] = None, **kwargs) -> None:
         super().__init__(num_members, init_cfg)
@@ -99,11 +110,14 @@ class DividedResNet(DividedPart):
         member_kwargs = dict(spec.fixed, **spec.widths[num_members], **kwargs)
         if out_indices is not None:
             member_kwargs['out_indices'] = tuple(out_indices)
-        for key, p in (('drop_rate', drop_rate), ('drop_path_rate', drop_path_rate)):
+        scaling = dropout_scaling or spec.dropout_scaling
+        probs = dict(drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+        probs.update({k: member_kwargs[k] for k in spec.dropout_keys if k in member_kwargs})
+        for key, p in probs.items():
             if p and key not in spec.dropout_keys:
                 raise ConfigError(f'arch {arch!r} has no {key}; it supports {spec.dropout_keys}')
             if p:
-                member_kwargs[key] = scale_dropout(p, num_members, dropout_scaling)
+                member_kwargs[key] = scale_dropout(p, num_members, scaling)
         self.members = ModuleList()
         for i in range(num_members):
             cfg = dict(member_kwargs)
@@ -142,3 +156,8 @@ class DividedResNet(DividedPart):
         if x.dim() == 5 and x.shape[1] != self.num_members:
             raise ValueError(f'got {x.shape[1]} views per image for {self.num_members} '
                              'members; expected one view per member')
+
+
+@register_model
+class DividedResNet(DividedBackbone):
+    """:class:`DividedBackbone` under the name the ResNet-family configs use."""

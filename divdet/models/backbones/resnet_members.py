@@ -7,6 +7,7 @@
 - :class:`ResNeXtCIFAR`: ResNeXt-29 (8x64d, 16x64d) for CIFAR.
 - :class:`PreActWideResNet`: the pre-activation WRN-d-k for CIFAR (Zagoruyko
   and Komodakis, 2016), with dropout between the two convs of a block.
+- :class:`SENet154`: SENet-154 for ImageNet (grouped SE bottlenecks, 3x3 shortcuts).
 """
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmengine.model import BaseModule
 from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResNetV1d
 from mmpretrain.models.backbones.resnet_cifar import ResNet_CIFAR
 from mmpretrain.models.backbones.resnext import Bottleneck as ResNeXtBottleneck
 from mmpretrain.models.backbones.resnext import ResNeXt
-from torch.nn.modules.batchnorm import _BatchNorm
+from mmpretrain.models.backbones.seresnet import SEBottleneck, SEResNet
 
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
+
+from .staged_member import StagedMember
 
 
 class WideBottleneck(Bottleneck):
@@ -155,7 +157,7 @@ class PreActBlock(nn.Module):
 
 
 @register_model
-class PreActWideResNet(BaseModule):
+class PreActWideResNet(StagedMember):
     """Pre-activation Wide-ResNet WRN-d-k for CIFAR.
 
     Stem conv3x3 (16), three stages of ``(d - 4) / 6`` pre-activation blocks of
@@ -176,21 +178,12 @@ class PreActWideResNet(BaseModule):
                  in_channels: int = 3, out_indices: Sequence[int] = (2, ),
                  frozen_stages: int = -1, norm_cfg: Optional[dict] = None,
                  norm_eval: bool = False, init_cfg=None) -> None:
-        if init_cfg is None:
-            init_cfg = [dict(type='Kaiming', layer='Conv2d', mode='fan_out',
-                             nonlinearity='relu'),
-                        dict(type='Constant', val=1, layer=['_BatchNorm'])]
-        super().__init__(init_cfg)
+        super().__init__(out_indices, frozen_stages, norm_eval, init_cfg)
         norm_cfg = norm_cfg or dict(type='BN')
         if (depth - 4) % 6 != 0:
             raise ConfigError(f'WRN depth must be 6n + 4 (16, 22, 28, 40, ...), found {depth}')
-        if not set(out_indices) <= {0, 1, 2}:
-            raise ConfigError(f'out_indices must be within (0, 1, 2), found {out_indices}')
         n = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         in_ch = 16
         for i, (width, stride) in enumerate(zip(widths, (1, 2, 2))):
@@ -200,34 +193,71 @@ class PreActWideResNet(BaseModule):
             in_ch = width
         self.bn_final = build_norm_layer(norm_cfg, in_ch)[1]
         self.relu = nn.ReLU(inplace=True)
-        self.out_channels = tuple(widths)
-        self._freeze_stages()
+        self.set_stages('conv1', ('layer1', 'layer2', 'layer3'), widths)
 
-    def _freeze_stages(self) -> None:
-        modules = [self.conv1] + [getattr(self, f'layer{i}') for i in (1, 2, 3)]
-        for m in modules[:self.frozen_stages + 1]:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+    def after_stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """BN-ReLU after the last stage."""
+        return self.relu(self.bn_final(x)) if i == 2 else x
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(N, 3, H, W) -> one (N, 16k * 2**i, H / 2**i, W / 2**i) map per out index."""
-        x = self.conv1(x)
-        outs = []
-        for i in range(3):
-            x = getattr(self, f'layer{i + 1}')(x)
-            if i == 2:
-                x = self.relu(self.bn_final(x))
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
 
-    def train(self, mode: bool = True) -> PreActWideResNet:
-        """Set train mode, keeping frozen stages and (optionally) norms in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+class SENetBottleneck(SEBottleneck):
+    """SENet-154's bottleneck: 1x1 conv to ``2 * planes * groups / 64`` channels, grouped
+    3x3 conv to ``4 * planes * groups / 64``, 1x1 conv to ``4 * planes``, SE, residual
+    (Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018; ``planes = out / 4``).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels (``4 * planes``).
+        groups: groups of the 3x3 conv (64 in SENet-154); the mid widths scale with it.
+        **kwargs: other arguments of mmpretrain's SE ``Bottleneck``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int = 64,
+                 **kwargs) -> None:
+        super().__init__(in_channels, out_channels, **kwargs)
+        planes = out_channels // self.expansion
+        if (2 * planes * groups) % 64:
+            raise ConfigError(f'SENet groups must divide the bottleneck widths; found '
+                              f'groups={groups} at {planes} planes')
+        w1, w2 = 2 * planes * groups // 64, 4 * planes * groups // 64
+        self.mid_channels = w2
+        for i, ch in ((1, w1), (2, w2)):
+            name, norm = build_norm_layer(self.norm_cfg, ch, postfix=i)
+            setattr(self, name, norm)
+        self.conv1 = build_conv_layer(self.conv_cfg, in_channels, w1, kernel_size=1,
+                                      stride=self.conv1_stride, bias=False)
+        self.conv2 = build_conv_layer(self.conv_cfg, w1, w2, kernel_size=3,
+                                      stride=self.conv2_stride, padding=self.dilation,
+                                      dilation=self.dilation, groups=groups, bias=False)
+        self.conv3 = build_conv_layer(self.conv_cfg, w2, out_channels, kernel_size=1,
+                                      bias=False)
+
+
+@register_model
+class SENet154(SEResNet):
+    """SENet-154 on ImageNet: 3x3 deep stem (64, 64, 128), stages of (3, 8, 36, 3)
+    :class:`SENetBottleneck` of ``groups`` groups, and a 3x3 strided conv (not a
+    1x1) in the downsampling shortcut of stages 2-4.
+
+    Args:
+        groups: groups of every 3x3 conv (64; divided as ``64 / S``).
+        **kwargs: arguments of mmpretrain's ``SEResNet``.
+    """
+
+    arch_settings = {154: (SENetBottleneck, (3, 8, 36, 3))}
+
+    def __init__(self, depth: int = 154, groups: int = 64, stem_channels: int = 128,
+                 deep_stem: bool = True, **kwargs) -> None:
+        self.groups = groups
+        super().__init__(depth, stem_channels=stem_channels, deep_stem=deep_stem, **kwargs)
+        for name in self.res_layers[1:]:
+            block = getattr(self, name)[0]
+            conv = block.downsample[-2]  # 1x1 conv, then norm
+            stride = block.conv2_stride
+            block.downsample = nn.Sequential(
+                build_conv_layer(self.conv_cfg, conv.in_channels, conv.out_channels,
+                                 kernel_size=3, stride=stride, padding=1, bias=False),
+                build_norm_layer(self.norm_cfg, conv.out_channels)[1])
+
+    def make_res_layer(self, **kwargs):  # noqa: D102
+        return super().make_res_layer(groups=self.groups, **kwargs)

@@ -28,6 +28,23 @@ WRN_IMAGENET_FACTOR: Mapping[int, Mapping[int, int]] = {2: {1: 2, 2: 1}, 3: {1: 
 RESNEXT_SPLITS: tuple[int, ...] = (1, 2, 4, 8)
 # Wide-ResNet on CIFAR and ResNeXt on CIFAR.
 WRN_CIFAR_SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
+# SE-ResNet-110/164 on CIFAR: stem and base width per S.
+SE_RESNET_CIFAR_WIDTH: Mapping[int, int] = {1: 16, 2: 12, 4: 8}
+# Shake-Shake-26 2x96d on CIFAR: base width per S.
+SHAKE_SHAKE_WIDTH: Mapping[int, int] = {1: 96, 2: 64, 4: 48, 8: 32, 16: 24}
+# PyramidNet and DenseNet-BC: widths shrink by sqrt(S) through a formula.
+PYRAMIDNET_SPLITS: tuple[int, ...] = (1, 2, 4, 8)
+DENSENET_SPLITS: tuple[int, ...] = (1, 2, 4)
+# EfficientNet B0 stem, stage and head channels and their rounding divisor per S;
+# B1-B7 scale them by their width multiplier.
+EFFICIENTNET_WIDTHS: Mapping[int, Mapping] = {
+    1: dict(stem_channels=32, channels=(16, 24, 40, 80, 112, 192, 320), head_channels=1280,
+            divisor=8),
+    2: dict(stem_channels=24, channels=(12, 16, 24, 56, 80, 136, 224), head_channels=920,
+            divisor=4),
+    4: dict(stem_channels=16, channels=(12, 16, 20, 40, 56, 96, 160), head_channels=640,
+            divisor=4),
+}
 
 
 def wrn_cifar_factor(k: int, num_members: int) -> int:
@@ -36,6 +53,12 @@ def wrn_cifar_factor(k: int, num_members: int) -> int:
     WRN-28-10: 10 -> 7 (S=2) -> 5 (S=4), i.e. 160/320/640 -> 112/224/448 -> 80/160/320.
     """
     return int(k / math.sqrt(num_members) + 0.4)
+
+
+def densenet_growth_rate(k: int, num_members: int) -> int:
+    """Growth rate of a DenseNet-BC member: ``int(k / sqrt(S) * 2) // 2``
+    (k=40: 40 -> 28 at S=2 -> 20 at S=4)."""
+    return int(k / math.sqrt(num_members) * 2) // 2
 
 
 def scale_dropout(p: float, num_members: int, mode: str = 'linear') -> float:
@@ -79,13 +102,17 @@ class Arch:
             :data:`divdet.models.backbones.divided_resnet.MEMBER_CLASSES`.
         fixed: constructor arguments every member gets, whatever S.
         widths: S -> the constructor arguments that S changes.
-        dropout_keys: arguments holding dropout probabilities, scaled with S.
+        dropout_keys: arguments holding dropout probabilities (dropout, drop-path,
+            ShakeDrop), scaled with S.
+        dropout_scaling: how the family's recipe scales them: ``'linear'`` (p / S)
+            or ``'sqrt'`` (p / sqrt(S)).
     """
 
     member: str
     fixed: Mapping = field(default_factory=dict)
     widths: Mapping[int, Mapping] = field(default_factory=dict)
     dropout_keys: tuple[str, ...] = ('drop_path_rate', )
+    dropout_scaling: str = 'linear'
 
     @property
     def supported(self) -> tuple[int, ...]:
@@ -147,6 +174,43 @@ def _resnext_cifar(groups: int, width: int) -> Arch:
                 {s: dict(groups=groups // s) for s in RESNEXT_SPLITS if groups % s == 0})
 
 
+def _se_resnet_cifar(depth: int) -> Arch:
+    return Arch('SEResNetCIFAR', dict(depth=depth),
+                {s: dict(stem_channels=w, base_channels=w)
+                 for s, w in SE_RESNET_CIFAR_WIDTH.items()},
+                dropout_scaling='sqrt')
+
+
+def _senet154() -> Arch:
+    return Arch('SENet154', dict(depth=154),
+                {s: dict(groups=64 // s) for s in RESNEXT_SPLITS}, dropout_scaling='sqrt')
+
+
+def _pyramidnet(depth: int, alpha: float) -> Arch:
+    """Bottleneck PyramidNet + ShakeDrop: the added width ``alpha`` and the final
+    ShakeDrop probability (0.5) both divided by sqrt(S)."""
+    return Arch('PyramidNet', dict(depth=depth, shakedrop_prob=0.5),
+                {s: dict(alpha=alpha / math.sqrt(s)) for s in PYRAMIDNET_SPLITS},
+                dropout_keys=('shakedrop_prob', ), dropout_scaling='sqrt')
+
+
+def _shake_shake(depth: int) -> Arch:
+    return Arch('ShakeResNet', dict(depth=depth),
+                {s: dict(base_width=w) for s, w in SHAKE_SHAKE_WIDTH.items()}, dropout_keys=())
+
+
+def _densenet_bc(k: int, depths: tuple[int, ...]) -> Arch:
+    """DenseNet-BC: growth rate per S, stem of twice the growth rate, optional ShakeDrop."""
+    return Arch('DenseNetCIFAR', dict(depths=depths),
+                {s: dict(growth_rate=densenet_growth_rate(k, s)) for s in DENSENET_SPLITS},
+                dropout_keys=('shakedrop_prob', 'drop_rate'), dropout_scaling='sqrt')
+
+
+def _efficientnet(variant: str) -> Arch:
+    return Arch('EfficientNetMember', dict(arch=variant), EFFICIENTNET_WIDTHS,
+                dropout_scaling='sqrt')
+
+
 #: Every divisible architecture, by the name a config gives as ``arch``.
 ARCHS: Mapping[str, Arch] = {
     # ImageNet, ResNet-D form (deep stem, average-pool downsampling).
@@ -183,6 +247,16 @@ ARCHS: Mapping[str, Arch] = {
     'wrn52-8-cifar': _wrn_cifar(52, 8),
     'resnext29-8x64d-cifar': _resnext_cifar(8, 64),
     'resnext29-16x64d-cifar': _resnext_cifar(16, 64),
+    'seresnet110-cifar': _se_resnet_cifar(110),
+    'seresnet164-cifar': _se_resnet_cifar(164),
+    # PyramidNet-164 uses alpha 270 and -272 alpha 200 (Han et al., CVPR 2017).
+    'pyramidnet164-cifar': _pyramidnet(164, 270),
+    'pyramidnet272-cifar': _pyramidnet(272, 200),
+    'shake-shake26-2x96d-cifar': _shake_shake(26),
+    'densenet-bc190-k40-cifar': _densenet_bc(40, (31, 31, 31)),
+    # ImageNet, other families.
+    'senet154': _senet154(),
+    **{f'efficientnet-b{i}': _efficientnet(f'b{i}') for i in range(8)},
 }
 
 

@@ -183,3 +183,30 @@ def test_fusion_configs_are_checked_when_the_model_is_built():
     cfg['test_cfg']['ensemble'] = dict(type='wbf', iou_thr=0.5)
     with pytest.warns(FutureWarning, match="'wbf' is deprecated"):
         MODELS.build(cfg)
+
+
+def test_any_divided_backbone_feeds_the_divided_ssd():
+    """The neck takes its input widths from any divided backbone's members; one
+    training step gives finite losses and gradients to every member's backbone."""
+    cfg = detector_cfg(2)  # EfficientNet-B0 members: stride 8 and 16 maps, as the anchors
+    cfg['backbone'] = dict(type='DividedBackbone', arch='efficientnet-b0', num_stages=5,
+                           out_indices=(2, 4))
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    member_channels = model.backbone.member_out_channels
+    assert model.neck.member_out_channels[:2] == member_channels
+    inputs = torch.rand(2, 3, 64, 64) * 255
+    samples = data_samples([[[4, 4, 30, 30]], [[10, 20, 50, 60]]])
+    data = model.data_preprocessor(dict(inputs=list(inputs), data_samples=samples), True)
+    losses = model(**data, mode='loss')
+    total = sum(v.sum() if torch.is_tensor(v) else sum(v) for k, v in losses.items()
+                if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    for member in model.backbone.members:
+        grads = [p.grad for p in member.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        (result, ) = model.predict(data['inputs'][:1], data['data_samples'][:1])
+    assert len(result.member_pred_instances) == 2 and "pred_instances" in result
