@@ -1,22 +1,5 @@
-# efficientnet-b7 divided into S=1 member(s) on ImageNet-1k at 600 px;
-# recipe in _base_/efficientnet_imagenet_divided.py.
-_base_ = './_base_/efficientnet_imagenet_divided.py'
+# efficientnet-b7 divided into S=1 member(s) on ImageNet-1k at 600 px; the S=2 config's
+# pipelines and recipe.
+_base_ = './efficientnet-b7-s2_8xb32-120e_in1k.py'
 
-resolution = 600
-model = dict(num_members=1, backbone=dict(arch='efficientnet-b7'))
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
-    dict(type='MemberViews', transforms=[
-        dict(type='RandomResizedCrop', scale=resolution, backend='pillow'),
-        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-        dict(type='AutoAugment', policies='imagenet', hparams=dict(pad_val=[104, 116, 124])),
-    ]),
-    dict(type='PackInputs'),
-]))
-val_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=resolution * 256 // 224, edge='short', backend='pillow'),
-    dict(type='CenterCrop', crop_size=resolution),
-    dict(type='PackInputs'),
-]))
-test_dataloader = val_dataloader
+model = dict(num_members=1)
