@@ -19,7 +19,9 @@ KINDS = {nn.Module: 'MODELS', Hook: 'HOOKS', BaseMetric: 'METRICS', BaseTransfor
          BaseDataset: 'DATASETS', DefaultOptimWrapperConstructor: 'OPTIM_WRAPPER_CONSTRUCTORS'}
 #: Building blocks used inside registered modules, not built from configs (DividedPart:
 #: the base class of the divided parts).
-NOT_BUILT_FROM_CONFIGS = {'WideBottleneck', 'PreActBlock', 'DividedPart'}
+NOT_BUILT_FROM_CONFIGS = {'WideBottleneck', 'PreActBlock', 'DividedPart', 'StagedMember',
+                          'PyramidBottleneck', 'ShakeShortcut', 'ShakeBlock', 'ShakeDrop',
+                          'SENetBottleneck'}
 
 
 def _public_classes():
