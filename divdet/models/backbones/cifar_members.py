@@ -261,11 +261,7 @@ class DenseNetCIFAR(DenseNet):
             for layer, p in zip(layers, linear_shakedrop_probs(shakedrop_prob, len(layers))):
                 layer.shake_drop = ShakeDrop(p)
                 layer.register_forward_hook(_shake_output)
-        channels, outs = init_channels, []
-        for i, depth in enumerate(depths):
-            channels += depth * growth_rate
-            if i != len(depths) - 1:
-                channels = int(channels * compression_factor)
-            outs.append(channels)
-        #: Output channels of every dense block (after its transition).
-        self.out_channels = tuple(outs)
+        #: Output channels of every dense block (after its transition; the last
+        #: transition is only a norm and an activation).
+        self.out_channels = tuple(t.conv.out_channels if hasattr(t, 'conv') else t[0].num_features
+                                  for t in self.transitions)

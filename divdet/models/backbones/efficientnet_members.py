@@ -83,7 +83,7 @@ class EfficientNetMember(StagedMember):
         conv_cfg = conv_cfg or dict(type='Conv2dAdaptivePadding')
         norm_cfg = norm_cfg or dict(type='BN', eps=1e-3)
         act_cfg = act_cfg or dict(type='Swish')
-        width, depth, self.resolution = EFFICIENTNET_SCALING[arch]
+        width, depth, _ = EFFICIENTNET_SCALING[arch]  # the resolution is the configs'
         self.arch = arch
 
         def scaled(c: int) -> int:
