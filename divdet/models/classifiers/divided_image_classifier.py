@@ -93,9 +93,26 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         scale = self.member_scales[i]
         if scale == 1.0:
             return x
-        size = [max(1, round(d * scale)) for d in x.shape[-2:]]
+        size = [max(1, round(int(d) * scale)) for d in x.shape[-2:]]  # int: ints when traced
         return F.interpolate(x, size=size, mode='bilinear', align_corners=False,
                              antialias=scale < 1)
+
+    def extract_feat(self, inputs: Tensor, stage: str = 'neck'):
+        """:meth:`ImageClassifier.extract_feat` with every member at its scale, so that
+        ``mode='tensor'`` (FLOP counts, export) sees what training and test see."""
+        if not self.member_scales:
+            return super().extract_feat(inputs, stage)
+        if stage not in ('backbone', 'neck', 'pre_logits'):
+            raise ValueError(f'stage: expected "backbone", "neck" or "pre_logits", '
+                             f'found {stage!r}')
+        self.backbone.check_input(inputs)
+        x = tuple(self.backbone.forward_member(i, self._scaled_input(inputs, i))
+                  for i in range(self.num_members))
+        if stage == 'backbone':
+            return x
+        if self.with_neck:
+            x = self.neck(x)
+        return x if stage == 'neck' else self.head.pre_logits(x)
 
     def loss(self, inputs: Tensor, data_samples: list) -> dict:
         """The members' losses and the co-training term."""

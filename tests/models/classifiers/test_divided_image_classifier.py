@@ -106,6 +106,25 @@ def test_member_scales_give_each_member_its_resolution_in_training_and_test():
     assert seen[0] == [(16, 16)] * 2 and seen[1] == [(12, 12)] * 2
 
 
+def test_member_scales_reach_tensor_mode_and_the_flop_count():
+    from divdet.apis.complexity import complexity
+    from divdet.models.heads.divided_cls_head import combine_logits
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg(member_scales=(1.0, 0.5))).eval()
+    inputs = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        probs = model(inputs, mode='tensor')
+        expected = combine_logits(model.member_logits(inputs), model.head.ensemble)
+        feats = model.extract_feat(inputs, stage='backbone')
+    torch.testing.assert_close(probs, expected)
+    assert feats[0][-1].shape[-1] == 4 and feats[1][-1].shape[-1] == 2  # 16 / 4, 8 / 4
+    full = complexity(MODELS.build(_cfg()), (3, 16, 16))
+    scaled = complexity(model, (3, 16, 16))
+    assert scaled['members'][0]['flops'] == full['members'][0]['flops']
+    # a half-size input costs about a quarter of the convolutions
+    assert scaled['members'][1]['flops'] < 0.3 * full['members'][1]['flops']
+
+
 @pytest.mark.parametrize('scales', [(1.0, ), (1.0, 0.0), (1.0, 'x'), 0.5])
 def test_member_scales_are_checked(scales):
     from divdet.utils.errors import ConfigError
