@@ -3,7 +3,8 @@
 _base_ = './_base_/efficientnet_imagenet_divided.py'
 
 resolution = 260
-model = dict(num_members=2, backbone=dict(arch='efficientnet-b2'))
+model = dict(num_members=2, backbone=dict(arch='efficientnet-b2'),
+             head=dict(head=dict(dropout_rate=0.3)))
 train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
     dict(type='MemberViews', transforms=[

@@ -111,6 +111,8 @@ class DividedBackbone(DividedPart):
         if out_indices is not None:
             member_kwargs['out_indices'] = tuple(out_indices)
         scaling = dropout_scaling or spec.dropout_scaling
+        #: How this backbone scales probabilities with S (its heads' dropout too).
+        self.dropout_scaling = scaling
         probs = dict(drop_rate=drop_rate, drop_path_rate=drop_path_rate)
         probs.update({k: member_kwargs[k] for k in spec.dropout_keys if k in member_kwargs})
         for key, p in probs.items():

@@ -8,6 +8,7 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.models.classifiers import ImageClassifier
 from torch import Tensor
 
+from divdet.models.utils.division import scale_dropout
 from divdet.models.utils.members import with_members
 from divdet.models.utils.runtime import MemberRuntime, whole_member
 from divdet.models.utils.safety import DividedModelChecks
@@ -25,6 +26,9 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
     output width (the neck must keep the width, as global pooling does). The
     data preprocessor defaults to ``DividedClsDataPreprocessor``, so a pipeline
     with ``MemberViews`` gives every member its own augmented view.
+
+    A member head's ``dropout_rate`` (``DropoutLinearClsHead``) is the undivided
+    network's; each member gets it scaled by the backbone's ``dropout_scaling``.
 
     A NaN or infinite training loss stops training before the update, and a
     checkpoint whose S or backbone differs is refused
@@ -69,8 +73,13 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
         if neck is not None:
             neck = ROOT_MODELS.build(with_members(neck, num_members, 'neck', 'classifier'))
-        head = ROOT_MODELS.build(dict(with_members(head, num_members, 'head', 'classifier'),
-                                      in_channels=backbone.member_out_channels[-1]))
+        head = dict(with_members(head, num_members, 'head', 'classifier'),
+                    in_channels=backbone.member_out_channels[-1])
+        if head.get('head', {}).get('dropout_rate'):  # the undivided network's, scaled by S
+            head['head'] = dict(head['head'], dropout_rate=scale_dropout(
+                head['head']['dropout_rate'], num_members,
+                getattr(backbone, 'dropout_scaling', 'linear')))
+        head = ROOT_MODELS.build(head)
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault('type', 'DividedClsDataPreprocessor')
         super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,

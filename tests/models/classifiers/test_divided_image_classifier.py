@@ -125,6 +125,17 @@ def test_member_scales_reach_tensor_mode_and_the_flop_count():
     assert scaled['members'][1]['flops'] < 0.3 * full['members'][1]['flops']
 
 
+@pytest.mark.parametrize('num_members,scaling,expected', [
+    (1, None, 0.4), (2, None, 0.2), (2, 'sqrt', 0.4 / 2 ** 0.5), (2, 'none', 0.4)])
+def test_head_dropout_is_scaled_by_the_backbone_rule(num_members, scaling, expected):
+    cfg = _cfg(num_members)
+    cfg['backbone']['dropout_scaling'] = scaling  # None: the family's (linear for ResNet)
+    cfg['head']['head'].update(type='DropoutLinearClsHead', dropout_rate=0.4)
+    model = MODELS.build(cfg)
+    rates = [head.dropout.p for head in model.head.members]
+    assert rates == pytest.approx([expected] * num_members)
+
+
 @pytest.mark.parametrize('scales', [(1.0, ), (1.0, 0.0), (1.0, 'x'), 0.5])
 def test_member_scales_are_checked(scales):
     from divdet.utils.errors import ConfigError
