@@ -55,7 +55,7 @@ from mmdet.datasets.api_wrappers import COCO
 from mmengine.logging import print_log
 
 from divdet.registry import register_dataset
-from divdet.utils.errors import AnnotationError, DivdetError, ImageError, first_items
+from divdet.utils.errors import AnnotationError, DivdetError, ImageError, first_items, one_line
 
 REQUIRED_SECTIONS = {'images': list, 'annotations': list, 'categories': list}
 REQUIRED_IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
@@ -254,7 +254,7 @@ class CheckedCocoDataset(CocoDataset):
             try:
                 size = image_size(info['img_path'])
             except OSError as err:
-                unreadable.append(f"{info['img_path']} ({_one_line(err)})")
+                unreadable.append(f"{info['img_path']} ({one_line(err)})")
                 continue
             if size != (info['width'], info['height']):
                 resized.append(f"image id {info['img_id']} ({info['img_path']}): "
@@ -323,9 +323,6 @@ class CheckedCocoDataset(CocoDataset):
                 raise  # not an image problem: keep the original error and traceback
             raise ImageError(f'{self.ann_file}: image id {info["img_id"]} ({path}) could not be '
                              'decoded; the file is corrupt or not an image '
-                             f'({type(err).__name__}: {_one_line(err)})') from None
+                             f'({type(err).__name__}: {one_line(err)})') from None
 
 
-def _one_line(err: BaseException) -> str:
-    """An exception's message on one line (cv2's span several)."""
-    return ' '.join(str(err).split()) or type(err).__name__

@@ -8,6 +8,11 @@ traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (cv2's span several), else its type's name."""
+    return ' '.join(str(err).split()) or type(err).__name__
+
+
 class DivdetError(Exception):
     """Base class of the errors that mean "fix your input", not "divdet crashed".
 

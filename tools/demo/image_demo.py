@@ -16,7 +16,7 @@ import os.path as osp
 import sys
 
 from divdet.apis import run_main
-from divdet.utils.errors import ImageError, MissingFileError, first_items
+from divdet.utils.errors import ImageError, MissingFileError, first_items, one_line
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 
@@ -98,9 +98,8 @@ def read_image(path: str):
     try:
         image = mmcv.imread(path, channel_order='rgb')
     except Exception as err:  # cv2 raises on empty buffers
-        reason = ' '.join(str(err).split()) or type(err).__name__
         raise ImageError(f'{path}: could not be decoded, the file is empty, corrupt or not an '
-                         f'image ({reason})') from None
+                         f'image ({one_line(err)})') from None
     if image is None:
         raise ImageError(f'{path}: could not be decoded, the file is empty, corrupt or not an '
                          'image')
