@@ -324,5 +324,3 @@ class CheckedCocoDataset(CocoDataset):
             raise ImageError(f'{self.ann_file}: image id {info["img_id"]} ({path}) could not be '
                              'decoded; the file is corrupt or not an image '
                              f'({type(err).__name__}: {one_line(err)})') from None
-
-

@@ -115,8 +115,11 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
             raise ValueError(f'stage: expected "backbone", "neck" or "pre_logits", '
                              f'found {stage!r}')
         self.backbone.check_input(inputs)
-        x = tuple(self.backbone.forward_member(i, self._scaled_input(inputs, i))
-                  for i in range(self.num_members))
+        x = tuple(self.runtime.run(  # through the runtime, as the backbone's own forward
+            range(self.num_members),
+            lambda i, to_member: self.backbone.forward_member(
+                i, to_member(self._scaled_input(inputs, i))),
+            inputs, model=self))
         if stage == 'backbone':
             return x
         if self.with_neck:
