@@ -54,7 +54,9 @@ class EfficientNetMember(StagedMember):
         num_stages: stages built (1-7); fewer drop the later stages and the head,
             for a detector that reads earlier feature maps.
         out_indices: stages whose outputs are returned; stage 6's is the head's.
-        frozen_stages, norm_eval, init_cfg: as mmpretrain's backbones.
+        frozen_stages, norm_eval: as mmpretrain's backbones.
+        init_cfg: mmengine init config; None takes the EfficientNet paper's init
+            (:meth:`init_weights`).
         conv_cfg, norm_cfg, act_cfg, with_cp: as mmpretrain's ``EfficientNet``.
     """
 
@@ -67,6 +69,7 @@ class EfficientNetMember(StagedMember):
                  conv_cfg: Optional[dict] = None, norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None, with_cp: bool = False,
                  init_cfg=None) -> None:
+        self._paper_init = init_cfg is None
         if init_cfg is None:
             init_cfg = [dict(type='Kaiming', layer='Conv2d'),
                         dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)]
@@ -114,6 +117,25 @@ class EfficientNetMember(StagedMember):
             outs[-1] = scaled(head_channels)
             self.head = ConvModule(in_ch, outs[-1], 1, **common)
         self.set_stages('stem', [f'layer{i + 1}' for i in range(num_stages)], outs)
+
+    def init_weights(self) -> None:
+        """The paper's init: every conv normal with std sqrt(2 / fan_out), where
+        fan_out = k * k * out_channels / groups, unit BN scales.
+
+        This is the init of the paper's code (and timm's): mmengine's ``Kaiming``
+        counts a depthwise conv's fan-out as k * k * C and draws its weights
+        sqrt(C) times smaller. With a user's ``init_cfg`` (a checkpoint, say)
+        only mmengine's init runs.
+        """
+        super().init_weights()
+        if not self._paper_init:
+            return
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def after_stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """The 1x1 head conv after the last of the seven stages."""
