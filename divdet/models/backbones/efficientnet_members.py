@@ -70,9 +70,8 @@ class EfficientNetMember(StagedMember):
                  act_cfg: Optional[dict] = None, with_cp: bool = False,
                  init_cfg=None) -> None:
         self._paper_init = init_cfg is None
-        if init_cfg is None:
-            init_cfg = [dict(type='Kaiming', layer='Conv2d'),
-                        dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)]
+        if init_cfg is None:  # convs: init_weights
+            init_cfg = [dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)]
         super().__init__(out_indices, frozen_stages, norm_eval, init_cfg)
         if arch not in EFFICIENTNET_SCALING:
             raise ConfigError(f'EfficientNet arch must be one of {sorted(EFFICIENTNET_SCALING)}, '
