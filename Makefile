@@ -3,7 +3,7 @@
 #   make test   set up (if needed) and run the test suite
 PY := .venv/bin/python
 
-.PHONY: setup test demo lint bench
+.PHONY: setup test demo lint bench gpu-prepare gpu-check
 
 setup:
 	bash tools/setup_env.sh
@@ -19,3 +19,10 @@ lint: setup
 
 bench: setup
 	$(PY) tools/analysis_tools/benchmark.py configs/ssd_divided_resnet50_coco.py
+
+# The GPU kit (docs/speed.md): prepare here, run on a GPU machine without network.
+gpu-prepare: setup
+	bash tools/gpu/prepare.sh
+
+gpu-check:
+	bash tools/gpu/check.sh

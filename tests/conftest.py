@@ -9,6 +9,17 @@ import pytest
 import divdet  # noqa: F401  (registers every divdet component)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run only where a CUDA device is (``tools/gpu/check.sh``)."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA device')
+    for item in items:
+        if item.get_closest_marker('cuda') is not None:
+            item.add_marker(skip)
 TESTS = ROOT / 'tests'
 
 

@@ -99,16 +99,24 @@ def config_complexity(cfg, config_path: str, shape: tuple[int, int] | None = Non
 #: The profiler range around the members' decoding, score filter and NMS
 #: (``DividedSSDHead.predict_members``).
 POST_PROCESS_RANGE = 'divdet::post_process'
+#: The profiler range around the members' detection losses and the co-training term.
+LOSS_RANGE = 'divdet::loss'
+#: The profiler range around the fusion of the members' detections.
+FUSION_RANGE = 'divdet::fusion'
 
 
-def count_ops(fn) -> tuple[int, int]:
-    """Top-level operators (``aten::``, ``torchvision::``, ...) dispatched by ``fn()``:
-    in all, and within :data:`POST_PROCESS_RANGE`.
+def count_ops_by_range(fn, ranges: tuple[str, ...] = (LOSS_RANGE, POST_PROCESS_RANGE,
+                                                       FUSION_RANGE)) -> dict[str, int]:
+    """Top-level operators (``aten::``, ``torchvision::``, ...) dispatched by ``fn()``,
+    in all (``'total'``) and within each of the profiler ``ranges``
+    (``torch.profiler.record_function`` names; an operator is counted in the
+    innermost of them).
 
     A device-independent proxy for kernel launches (each top-level operator is
     at least one launch on a GPU), measured with ``torch.profiler`` on the CPU.
     An operator called by another (``aten::`` ops inside ``torchvision::nms``) is
-    not counted again.
+    not counted again; the backward pass's operators are counted where autograd
+    runs them, outside every range.
     """
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -116,16 +124,25 @@ def count_ops(fn) -> tuple[int, int]:
 
     def is_op(name: str) -> bool:
         return '::' in name and not name.startswith('divdet::')
-    total = post = 0
+    counts = dict.fromkeys(('total', *ranges), 0)
     for event in prof.events():
         if not is_op(event.name):
             continue
-        parent, in_post, top = event.cpu_parent, False, True
+        parent, where, top = event.cpu_parent, None, True
         while parent is not None:
             top &= not is_op(parent.name)
-            in_post |= parent.name == POST_PROCESS_RANGE
+            if where is None and parent.name in counts:
+                where = parent.name
             parent = parent.cpu_parent
         if top:
-            total += 1
-            post += in_post
-    return total, post
+            counts['total'] += 1
+            if where is not None:
+                counts[where] += 1
+    return counts
+
+
+def count_ops(fn) -> tuple[int, int]:
+    """Top-level operators dispatched by ``fn()``: in all, and within
+    :data:`POST_PROCESS_RANGE` (:func:`count_ops_by_range`)."""
+    counts = count_ops_by_range(fn, (POST_PROCESS_RANGE, ))
+    return counts['total'], counts[POST_PROCESS_RANGE]

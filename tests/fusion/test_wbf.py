@@ -201,3 +201,24 @@ def test_c_and_torch_paths_are_bitwise_equal(monkeypatch, num_labels, ties):
     for a, b in zip(with_c, with_torch):
         for x, y in zip(a, b):
             assert torch.equal(x, y)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('num_labels,ties', [(1, False), (3, True), (80, False)])
+def test_the_cuda_kernel_equals_the_cpu_kernel(num_labels, ties):
+    """The batched torch code on CUDA tensors against the C++ kernel on the host."""
+    rng = np.random.default_rng(num_labels)
+    cases = [_random_case(rng, 2, 200, num_labels, ties=ties, empty_member=(j == 1))
+             for j in range(3)]
+    args = [[[torch.from_numpy(x) for x in part] for part in case] for case in cases]
+    args = [[a[k] for a in args] for k in range(3)]  # boxes, scores, labels per image
+    on_cuda = [[[t.cuda() for t in member] for member in part] for part in args]
+    kwargs = dict(iou_thr=0.5, skip_box_thr=1e-4, conf_type='box_and_model_avg')
+    host = batched_weighted_boxes_fusion(*args, **kwargs)
+    device = batched_weighted_boxes_fusion(*on_cuda, **kwargs)
+    assert sum(len(r[0]) for r in host) > 100
+    for a, b in zip(host, device):
+        assert b[0].is_cuda
+        torch.testing.assert_close(b[0].cpu(), a[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(b[1].cpu(), a[1], rtol=1e-12, atol=1e-12)
+        assert torch.equal(b[2].cpu(), a[2])

@@ -207,7 +207,7 @@ def _serve(conn, args, variant: tuple) -> None:
         size = cfg.get('input_size', 300)
         num_classes = cfg.model.bbox_head.head.num_classes
         images = {b: (torch.rand(b, 3, size, size, device=args.device) * 255).to(torch.uint8)
-                  for b in args.batch_sizes + [args.train_batch]}
+                  for b in args.batch_sizes + args.train_batch}
         samples = {b: _samples(b, size, num_classes, args.device) for b in images}
         # inference takes normalised inputs, as the data preprocessor gives them
         inputs = {b: model.data_preprocessor(dict(inputs=list(x), data_samples=samples[b]))
@@ -303,7 +303,7 @@ def bench_models(cfg: Config, args) -> None:
                      for b in args.batch_sizes]
             ops = {b: {name: proc.time('ops', b) for name, proc in procs.items()}
                    for b in args.batch_sizes}
-        jobs.append((f'training step, batch {args.train_batch}', 'train', args.train_batch))
+        jobs += [(f'training step, batch {b}', 'train', b) for b in args.train_batch]
         for label, kind, b in jobs:
             for proc in procs.values():  # warm-up
                 proc.time(kind, b)
@@ -336,6 +336,52 @@ def bench_models(cfg: Config, args) -> None:
             label = f'{part}, batch {b}'
             print(f'{label:<26}' + ''.join(f'{counts[n][k]:>15d}' for n in procs) +
                   ''.join(f'{counts[n][k] / max(counts[base][k], 1):>19.2f}x' for n in others))
+
+
+def bench_ops(cfg: Config, args) -> None:
+    """Operators per training step and per ``predict``, by part, for S=1 and S=2
+    (members one after another), and the median time of each call."""
+    from divdet.apis.complexity import (FUSION_RANGE, LOSS_RANGE, POST_PROCESS_RANGE,
+                                        count_ops_by_range)
+    size = cfg.get('input_size', 300)
+    num_classes = cfg.model.bbox_head.head.num_classes
+    rows = []
+    for num_members in (1, 2):
+        torch.manual_seed(0)
+        model = _build(cfg, num_members, 'sequential', 'auto', False, args.device)
+        wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9))
+        for b in args.batch_sizes:
+            images = (torch.rand(b, 3, size, size, device=args.device) * 255).to(torch.uint8)
+            samples = _samples(b, size, num_classes, args.device)
+            data = dict(inputs=list(images), data_samples=samples)
+            inputs = model.data_preprocessor(dict(inputs=list(images), data_samples=samples))
+            model.eval()
+            _make_busy(model, inputs['inputs'], samples) if args.load == 'busy' else None
+
+            def train():
+                model.train()
+                model.train_step(data, wrapper)
+
+            def predict():
+                model.eval()
+                with torch.inference_mode():
+                    model(inputs['inputs'], samples, mode='predict')
+
+            for what, fn in (('training step', train), ('predict', predict)):
+                fn()  # warm-up
+                counts = count_ops_by_range(fn)
+                times = [_timed(fn, args.device) for _ in range(args.repeats)]
+                rows.append((what, num_members, b, counts, statistics.median(times) * 1000))
+    print(f'\n{args.config} at {size}x{size}: top-level operators dispatched per call '
+          f'(torch.profiler; members one after another), median time of {args.repeats} on '
+          f'{args.device}')
+    print(f"{'call':<15}{'S':>3}{'batch':>7}{'all':>9}{'network':>10}{'loss':>8}"
+          f"{'post-proc':>11}{'fusion':>8}{'time':>11}")
+    for what, num_members, b, c, ms in rows:
+        network = c['total'] - c[LOSS_RANGE] - c[POST_PROCESS_RANGE] - c[FUSION_RANGE]
+        print(f'{what:<15}{num_members:>3}{b:>7}{c["total"]:>9}{network:>10}{c[LOSS_RANGE]:>8}'
+              f'{c[POST_PROCESS_RANGE]:>11}{c[FUSION_RANGE]:>8}{ms:>9.1f}ms')
+    print('(network: forward, backward and the SGD step outside the loss and post-processing)')
 
 
 def _wbf_case(rng, num_members: int, boxes: int, num_classes: int = 80):
@@ -421,7 +467,12 @@ def main() -> None:
     parser.add_argument('config')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8])
-    parser.add_argument('--train-batch', type=int, default=8)
+    parser.add_argument('--train-batch', type=int, nargs='+', default=[8],
+                        help='batch sizes of the timed training steps')
+    parser.add_argument('--ops', action='store_true',
+                        help='only count the operators dispatched per training step and per '
+                        'predict (network, loss, post-processing, fusion) for S=1 and S=2 at '
+                        '--batch-sizes, with their times on --device')
     parser.add_argument('--wbf-images', type=int, nargs='+', default=[1, 32],
                         help='images per WBF call (a batch is fused in one call)')
     parser.add_argument('--wbf-classes', type=int, default=80,
@@ -455,6 +506,9 @@ def main() -> None:
     MMLogger.get_instance('divdet-benchmark', log_level='WARNING')  # quiet weight init logs
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    if args.ops:
+        bench_ops(cfg, args)
+        return
     if not args.skip_models:
         bench_models(cfg, args)
     if not args.skip_wbf:

@@ -139,14 +139,19 @@ class DividedSSDHead(DividedPart):
 
         Call inside :meth:`shared_targets` so that the members assign targets once.
         """
-        gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
-        head = self.head_of(i)
-        outs = self.unmirror(i, outs, batch_data_samples)
-        return (head.loss_by_feat(*outs, gt_instances, img_metas, gt_ignore),
-                self._flatten_cls(outs[0], head.cls_out_channels))
+        with torch.profiler.record_function('divdet::loss'):  # see apis.complexity
+            gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
+            head = self.head_of(i)
+            outs = self.unmirror(i, outs, batch_data_samples)
+            return (head.loss_by_feat(*outs, gt_instances, img_metas, gt_ignore),
+                    self._flatten_cls(outs[0], head.cls_out_channels))
 
     def gather_losses(self, results: Sequence[tuple]) -> dict:
         """The members' :meth:`loss_member` results -> the loss dict of :meth:`loss`."""
+        with torch.profiler.record_function('divdet::loss'):  # see apis.complexity
+            return self._gather_losses(results)
+
+    def _gather_losses(self, results: Sequence[tuple]) -> dict:
         losses, flat_cls = {}, []
         for i, (member, flat) in enumerate(results):
             suffix = f'_m{i}' if self.num_members > 1 else ''
@@ -268,9 +273,10 @@ class DividedSSDHead(DividedPart):
             return members[0]
         img_metas = [s.metainfo for s in batch_data_samples]
         fuser = self.fuser().subset(list(indices or range(len(members))))
-        fused = fuser.fuse_batch(
-            [[m[j] for m in members] for j in range(len(img_metas))],
-            [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas])
+        with torch.profiler.record_function('divdet::fusion'):  # see apis.complexity
+            fused = fuser.fuse_batch(
+                [[m[j] for m in members] for j in range(len(img_metas))],
+                [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas])
         top = (self.test_cfg or {}).get('max_per_img', 200)
         return [f[f.scores.topk(top).indices] if len(f) > top else f for f in fused]
 

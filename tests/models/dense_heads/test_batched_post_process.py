@@ -135,3 +135,22 @@ def test_post_processing_ops_do_not_grow_with_members_or_images():
         assert counts[2, n] <= 1.1 * counts[1, n]
     assert counts[2, 4] <= 1.3 * counts[1, 1]
     assert counts['mmdet', 2, 4] > 4 * counts['mmdet', 1, 1]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('rescale', [False, True])
+def test_cuda_equals_cpu(rescale):
+    head = _head(2)
+    outs = _busy_outputs(head, 2, batch=3)
+    samples = data_samples([[], [], []])
+    for k, s in enumerate(samples):
+        s.set_metainfo(dict(img_shape=(64, 64 - 4 * k), scale_factor=(0.5 + k, 1.25)))
+    metas = [s.metainfo for s in samples]
+    cfg = head.head_of(0).test_cfg
+    cpu = batched_post_process(head.head_of(0), outs, metas, cfg, rescale)
+    on_cuda = [([c.cuda() for c in cls], [b.cuda() for b in box]) for cls, box in outs]
+    gpu = batched_post_process(head.head_of(0).cuda(), on_cuda, metas, cfg, rescale)
+    assert sum(len(r) for member in cpu for r in member) > 30
+    for got, expected in zip(gpu, cpu):
+        assert got[0].bboxes.is_cuda
+        _compare([r.cpu() for r in got], expected)

@@ -210,3 +210,25 @@ def test_any_divided_backbone_feeds_the_divided_ssd():
     with torch.no_grad():
         (result, ) = model.predict(data['inputs'][:1], data['data_samples'][:1])
     assert len(result.member_pred_instances) == 2 and "pred_instances" in result
+
+
+@pytest.mark.cuda
+def test_an_amp_training_step_on_cuda_is_finite_and_updates_every_member():
+    from mmengine.optim import AmpOptimWrapper
+    torch.manual_seed(0)
+    model = MODELS.build(detector_cfg(2)).cuda()
+    model.init_weights()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                              loss_scale='dynamic')
+    images = [(torch.rand(3, 64, 64) * 255).to(torch.uint8).cuda() for _ in range(2)]
+    samples = [s.cuda() for s in data_samples([[[10, 10, 40, 40]], [[5, 5, 30, 50]]])]
+    model.train()
+    for _ in range(5):  # the dynamic loss scale skips steps whose fp16 gradients overflow
+        log = model.train_step(dict(inputs=images, data_samples=copy.deepcopy(samples)), wrapper)
+        assert all(torch.isfinite(v).all() for v in log.values()), log
+        if wrapper.loss_scaler.get_scale() == 65536.0:
+            break  # a step was taken at the initial scale
+    changed = {k.split('.members.')[1][0] for k, v in model.named_parameters()
+               if '.members.' in k and not torch.equal(v, before[k])}
+    assert changed == {'0', '1'}  # both members were updated

@@ -320,3 +320,37 @@ def test_members_compiled_by_inductor_match_eager():
     with torch.no_grad():
         torch.testing.assert_close(compiled(x, mode='tensor'), eager(x, mode='tensor'),
                                    rtol=1e-4, atol=1e-4)
+
+
+def _exact_cuda_math():
+    """fp32 convolutions and matmuls without TF32 rounding, deterministic cuDNN."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.deterministic = True
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('execution', ['sequential', 'streams', 'threads', 'auto'])
+def test_cuda_executors_give_the_cpu_losses_gradients_and_outputs(execution):
+    _exact_cuda_math()
+    torch.manual_seed(0)
+    cpu, gpu = (MODELS.build(ConfigDict(dict(detector_cfg(2), member_execution=e,
+                                             channels_last=False)))
+                for e in ('sequential', execution))
+    gpu.load_state_dict(cpu.state_dict())
+    gpu = gpu.cuda()
+    x = torch.rand(2, 3, 64, 64) * 255
+    samples = data_samples([[[10, 10, 40, 40]], [[5, 5, 30, 50], [20, 20, 60, 60]]])
+    losses = [cpu(x, copy.deepcopy(samples), mode='loss'),
+              gpu(x.cuda(), [s.cuda() for s in copy.deepcopy(samples)], mode='loss')]
+    for key in losses[0]:
+        torch.testing.assert_close(losses[1][key].cpu(), losses[0][key], rtol=1e-4, atol=1e-5)
+    for model, loss in zip((cpu, gpu), losses):
+        model.parse_losses(loss)[0].backward()
+    for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
+        assert (q.grad.cpu() - p.grad).norm() <= 1e-3 * p.grad.norm() + 1e-5, name
+    cpu.eval(), gpu.eval()
+    with torch.no_grad():
+        raw = [cpu(x, mode='tensor'), gpu(x.cuda(), mode='tensor')]
+    for a, b in zip(torch.utils._pytree.tree_leaves(raw[0]), torch.utils._pytree.tree_leaves(raw[1])):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)
