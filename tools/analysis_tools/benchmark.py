@@ -341,8 +341,12 @@ def bench_models(cfg: Config, args) -> None:
 def bench_ops(cfg: Config, args) -> None:
     """Operators per training step and per ``predict``, by part, for S=1 and S=2
     (members one after another), and the median time of each call."""
-    from divdet.apis.complexity import (FUSION_RANGE, LOSS_RANGE, POST_PROCESS_RANGE,
-                                        count_ops_by_range)
+    from divdet.apis.complexity import (
+        FUSION_RANGE,
+        LOSS_RANGE,
+        POST_PROCESS_RANGE,
+        count_ops_by_range,
+    )
     size = cfg.get('input_size', 300)
     num_classes = cfg.model.bbox_head.head.num_classes
     rows = []
@@ -358,14 +362,14 @@ def bench_ops(cfg: Config, args) -> None:
             model.eval()
             _make_busy(model, inputs['inputs'], samples) if args.load == 'busy' else None
 
-            def train():
+            def train(model=model, data=data, wrapper=wrapper):
                 model.train()
                 model.train_step(data, wrapper)
 
-            def predict():
+            def predict(model=model, inputs=inputs['inputs'], samples=samples):
                 model.eval()
                 with torch.inference_mode():
-                    model(inputs['inputs'], samples, mode='predict')
+                    model(inputs, samples, mode='predict')
 
             for what, fn in (('training step', train), ('predict', predict)):
                 fn()  # warm-up

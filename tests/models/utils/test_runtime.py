@@ -352,5 +352,6 @@ def test_cuda_executors_give_the_cpu_losses_gradients_and_outputs(execution):
     cpu.eval(), gpu.eval()
     with torch.no_grad():
         raw = [cpu(x, mode='tensor'), gpu(x.cuda(), mode='tensor')]
-    for a, b in zip(torch.utils._pytree.tree_leaves(raw[0]), torch.utils._pytree.tree_leaves(raw[1])):
+    leaves = torch.utils._pytree.tree_leaves
+    for a, b in zip(leaves(raw[0]), leaves(raw[1])):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)
