@@ -20,6 +20,8 @@ from torch import Tensor
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.fusion import build_fuser
 from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
+from divdet.models.dense_heads.batched_ssd_loss import (flatten_outputs, ssd_losses, ssd_targets,
+                                                        supports_batched_loss)
 from divdet.models.losses.cotraining_loss import member_loss_totals
 from divdet.models.utils.nms import resolve_nms_cfg
 from divdet.models.utils.runtime import DividedPart
@@ -64,9 +66,12 @@ class DividedSSDHead(DividedPart):
 
     Every member has its own stock mmdet ``SSDHead`` (``share_head=True``
     applies one head to every member's features, as the reference does).
-    Training reuses SSDHead's target assignment and hard-negative mining per
-    member; the loss is the sum of the members' SSD losses plus the
-    co-training term over each anchor's (C+1)-way class distribution. At test
+    The loss is the sum of the members' SSD losses plus the co-training term
+    over each anchor's (C+1)-way class distribution; targets, hard negatives
+    and losses of all members and images run in batched calls
+    (:mod:`~divdet.models.dense_heads.batched_ssd_loss`, equal to mmdet's
+    ``SSDHead.loss_by_feat``), or per member and image through mmdet's own
+    code for configs that path does not cover (logged once). At test
     time each member decodes and runs NMS as mmdet's SSD does, and the members'
     detections are fused (``test_cfg.ensemble``).
 
@@ -76,7 +81,8 @@ class DividedSSDHead(DividedPart):
             -> tuple of S (cls_scores, bbox_preds), each a list over levels of
                (N, A_l * (num_classes + 1), H_l, W_l) and (N, A_l * 4, H_l, W_l)
         loss(x, data_samples) -> dict: per-member ``loss_cls``/``loss_bbox``
-            (suffixed ``_m{i}`` when S > 1) and ``loss_cot``
+            (suffixed ``_m{i}`` when S > 1; a tensor, the sum over the images,
+            or mmdet's per-image list on its per-image path) and ``loss_cot``
         predict(x, data_samples) -> list of InstanceData (fused) per image
 
     Args:
@@ -297,9 +303,37 @@ class DividedSSDHead(DividedPart):
 
     def loss(self, x: MemberFeats, batch_data_samples: SampleList) -> dict:
         """Sum of the members' SSD losses plus the co-training term."""
-        with self.shared_targets():
-            return self.gather_losses(self.run_members(
-                x, then=lambda i, outs: self.loss_member(i, outs, batch_data_samples)))
+        return self.loss_members(self.run_members(x), batch_data_samples)
+
+    def loss_members(self, outs: Sequence[tuple], batch_data_samples: SampleList) -> dict:
+        """The loss dict of :meth:`loss` from every member's (cls_scores, bbox_preds).
+
+        Targets once for the batch, then every member's SSD loss in the same
+        batched calls (:mod:`~divdet.models.dense_heads.batched_ssd_loss`), and the
+        co-training term from the same flattened scores. A config that path does
+        not cover runs mmdet's ``loss_by_feat`` per member (:meth:`loss_member`).
+        """
+        head = self.head_of(0)
+        reason = supports_batched_loss(head)
+        if reason is not None:
+            if reason != getattr(self, '_per_image_loss_reason', None):
+                self._per_image_loss_reason = reason  # logged once per reason
+                print_log(f"{type(self).__name__}: SSD loss per image and member (mmdet's "
+                          f'loss_by_feat), not batched: {reason}', logger='current')
+            with self.shared_targets():
+                return self.gather_losses([self.loss_member(i, o, batch_data_samples)
+                                           for i, o in enumerate(outs)])
+        with torch.profiler.record_function('divdet::loss'):  # see apis.complexity
+            outs = [self.unmirror(i, o, batch_data_samples) for i, o in enumerate(outs)]
+            gt_instances, gt_ignore, img_metas = unpack_gt_instances(batch_data_samples)
+            cls = torch.stack([flatten_outputs(o[0], head.cls_out_channels) for o in outs])
+            boxes = torch.stack([flatten_outputs(o[1], 4) for o in outs])
+            targets = ssd_targets(head, [c.shape[-2:] for c in outs[0][0]], gt_instances,
+                                  img_metas, gt_ignore, device=cls.device)
+            loss_cls, loss_bbox = ssd_losses(head, cls, boxes, targets)
+            members = [dict(loss_cls=c, loss_bbox=b)
+                       for c, b in zip(loss_cls.unbind(), loss_bbox.unbind())]
+            return self._gather_losses(list(zip(members, cls.unbind())))
 
     @contextmanager
     def shared_targets(self) -> Iterator[None]:

@@ -59,10 +59,10 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         member_execution: how the S members run (:mod:`divdet.models.utils.runtime`;
             same outputs and checkpoints in every case, tested): ``'auto'``
             (default: threads on the CPU, sequential on CUDA), ``'sequential'``,
-            ``'threads'``, ``'streams'`` or ``'devices'``. Each member runs
-            whole (backbone, neck, head, then its SSD loss or decoding + NMS)
-            in one call, and the members meet once, for the co-training loss
-            or the fusion of their detections.
+            ``'threads'``, ``'streams'`` or ``'devices'``. Each member's network
+            runs whole (backbone, neck, head) in one call, and the members meet
+            once, for the losses (batched over members and images) or the
+            post-processing and fusion of their detections.
         member_devices: with ``'devices'``, member i's device (e.g.
             ``['cuda:0', 'cuda:1']``); losses and fusion run on the inputs'.
         channels_last: keep weights and activations in channels-last memory
@@ -144,11 +144,11 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         """Backbone and neck features (channels-last input if so configured)."""
         return super().extract_feat(self._layout(batch_inputs))
 
-    # Each member runs whole in one call of the runtime's executor (backbone, neck,
-    # head, then its SSD loss or decoding + NMS), and the members meet once, for the
-    # co-training loss or the fusion: one rendezvous instead of one per part measured
-    # faster on the CPU, since members in threads drift apart and every rendezvous
-    # waits for the slower.
+    # Each member's network runs whole in one call of the runtime's executor
+    # (backbone, neck, head), and the members meet once, for the losses (batched over
+    # members and images) or the post-processing and fusion: one rendezvous instead
+    # of one per part measured faster on the CPU, since members in threads drift
+    # apart and every rendezvous waits for the slower.
 
     def _run_members(self, batch_inputs: Tensor, then=None, indices=None) -> list:
         """``then(i, head outputs of member i)`` for every member (or ``indices``)."""
@@ -160,10 +160,7 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         """The members' SSD losses and the co-training term."""
-        head = self.bbox_head
-        with head.shared_targets():
-            return head.gather_losses(self._run_members(
-                batch_inputs, lambda i, outs: head.loss_member(i, outs, batch_data_samples)))
+        return self.bbox_head.loss_members(self._run_members(batch_inputs), batch_data_samples)
 
     def _forward(self, batch_inputs: Tensor, batch_data_samples: SampleList = None) -> tuple:
         """Every member's raw head outputs (``mode='tensor'``)."""

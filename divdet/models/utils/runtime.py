@@ -25,9 +25,9 @@ calls through it:
   repeat. So do compiled members (``compile_members``): torch.compile is not
   thread-safe.
 
-The divided models run each member whole (backbone, neck, head, then its SSD
-loss or decoding + NMS) in one call of the executor, and the members meet once,
-for the co-training loss or the fusion. Every executor gives the sequential
+The divided models run each member's network whole (backbone, neck, head) in
+one call of the executor, and the members meet once, for the losses (batched
+over members and images) or the post-processing and fusion. Every executor gives the sequential
 outputs, gradients, batch-norm statistics and checkpoints (tested). While
 torch traces or compiles the model the members run on the calling thread, the
 only one a tracer records.
