@@ -20,8 +20,12 @@ from torch import Tensor
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.fusion import build_fuser
 from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
-from divdet.models.dense_heads.batched_ssd_loss import (flatten_outputs, ssd_losses, ssd_targets,
-                                                        supports_batched_loss)
+from divdet.models.dense_heads.batched_ssd_loss import (
+    flatten_outputs,
+    ssd_losses,
+    ssd_targets,
+    supports_batched_loss,
+)
 from divdet.models.losses.cotraining_loss import member_loss_totals
 from divdet.models.utils.nms import resolve_nms_cfg
 from divdet.models.utils.runtime import DividedPart

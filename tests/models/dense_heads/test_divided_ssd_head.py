@@ -65,8 +65,9 @@ def test_member_losses_are_mmdet_ssd_losses():
 @pytest.mark.parametrize('num_members', [2, 4])
 def test_targets_assigned_once_per_batch(num_members, monkeypatch):
     """On mmdet's per-image path (configs the batched loss does not cover)."""
-    import divdet.models.dense_heads.divided_ssd_head as module
     from mmdet.models.dense_heads import SSDHead
+
+    import divdet.models.dense_heads.divided_ssd_head as module
     monkeypatch.setattr(module, 'supports_batched_loss', lambda head: 'mmdet path')
     calls = []
     original = SSDHead.get_targets
