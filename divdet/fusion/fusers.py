@@ -23,19 +23,23 @@ import copy
 import warnings
 from typing import Optional, Sequence
 
+import torch
 from mmcv.ops import batched_nms
 from mmdet.registry import TASK_UTILS
 from mmengine.structures import InstanceData
 
+from divdet.fusion import wbf
 from divdet.fusion.wbf import CONF_TYPES, batched_weighted_boxes_fusion, check_fusion_input
 from divdet.models.utils.nms import nms
 from divdet.utils.errors import ConfigError, FusionInputError
 
-#: With ``WeightedBoxesFusion(device='auto')``, batches up to this many images are
-#: fused on the host. Measured on an H100 (2 members x 200 boxes per image, ms per
-#: batch, device vs host): 80 labels: 1 image 7.9 vs 3.4, 16 images 11.3 vs 10.4,
-#: 32 images 12.9 vs 25.1; 3 labels (large groups): 1 image 122 vs 31, 32 images
-#: 90 vs 72.
+#: With ``WeightedBoxesFusion(device='auto')`` and no C++ kernel built, batches up
+#: to this many images are fused on the host by the torch code. Measured on an H100
+#: (2 members x 200 boxes per image, ms per batch, device vs host torch code): 80
+#: labels: 1 image 7.9 vs 3.4, 16 images 11.3 vs 10.4, 32 images 12.9 vs 25.1; 3
+#: labels (large groups): 1 image 122 vs 31, 32 images 90 vs 72. With the C++ kernel
+#: the host fuses any batch: 32 images of 80 labels in about 6 ms on a 2-core CPU
+#: (docs/speed.md), half the H100's device time.
 HOST_WBF_MAX_IMAGES = 16
 
 #: The ``type`` names of earlier divdet versions and the fusers they now build.
@@ -146,9 +150,9 @@ class WeightedBoxesFusion(BaseFuser):
         allows_overflow: let ``'avg'`` confidences exceed 1.
         device: ``'same'`` fuses where the boxes are; ``'cpu'`` on the host;
             ``'auto'`` (default) on the host when the boxes are on an
-            accelerator and the batch has at most :data:`HOST_WBF_MAX_IMAGES`
-            images (WBF's sequential steps cost a few kernel launches each,
-            which only a large batch amortises). Results go back to the boxes'
+            accelerator and the C++ kernel is built, or the batch has at most
+            :data:`HOST_WBF_MAX_IMAGES` images (WBF's sequential steps cost a
+            few kernel launches each on a GPU). Results go back to the boxes'
             device.
     """
 
@@ -172,25 +176,45 @@ class WeightedBoxesFusion(BaseFuser):
         return self.fuse_checked([results], [img_shape])[0]
 
     def fuse_checked(self, results, img_shapes) -> list[InstanceData]:
-        """Every image in one call (one C call on the CPU, batched torch elsewhere)."""
-        device = results[0][0].bboxes.device
-        if device.type != 'cpu' and (self.device == 'cpu' or (
-                self.device == 'auto' and len(results) <= HOST_WBF_MAX_IMAGES)):
-            host = self._fuse([[m.cpu() for m in r] for r in results], img_shapes)
-            return [f.to(device) for f in host]
-        return self._fuse(results, img_shapes)
-
-    def _fuse(self, results, img_shapes) -> list[InstanceData]:
-        scales = [r[0].bboxes.new_tensor([w, h, w, h]) for r, (h, w) in
-                  zip(results, ((float(s[0]), float(s[1])) for s in img_shapes))]
-        merged = batched_weighted_boxes_fusion(
-            [[m.bboxes / scale for m in r] for r, scale in zip(results, scales)],
-            [[m.scores for m in r] for r in results], [[m.labels for m in r] for r in results],
-            weights=self.weights, iou_thr=self.iou_thr, skip_box_thr=self.skip_box_thr,
-            conf_type=self.conf_type, allows_overflow=self.allows_overflow)
-        return [InstanceData(bboxes=(b * scale.to(b.dtype)).to(r[0].bboxes.dtype),
-                             scores=s.to(r[0].scores.dtype), labels=lab)
-                for (b, s, lab), scale, r in zip(merged, scales, results)]
+        """Every image in one call (one C call on the CPU, batched torch elsewhere), on
+        the images' detections concatenated: a number of operators and transfers that
+        does not grow with the batch or the models."""
+        first = results[0][0].bboxes
+        host = first.device.type != 'cpu' and (self.device == 'cpu' or (
+            self.device == 'auto' and (wbf.HOST_KERNEL or len(results) <= HOST_WBF_MAX_IMAGES)))
+        num_models = len(results[0])
+        flat = [m for r in results for m in r]  # image-major, then model
+        counts = [[len(m) for m in r] for r in results]
+        per_image = [sum(c) for c in counts]
+        boxes = torch.cat([m.bboxes.reshape(-1, 4) for m in flat])
+        scores = torch.cat([m.scores.reshape(-1) for m in flat])
+        labels = torch.cat([m.labels.reshape(-1) for m in flat])
+        if host:
+            boxes, scores, labels = boxes.cpu(), scores.cpu(), labels.cpu()
+        device = boxes.device
+        sizes = torch.tensor([[float(s[1]), float(s[0])] * 2 for s in img_shapes],
+                             dtype=boxes.dtype).to(device, non_blocking=True)  # (N, 4): w h w h
+        row_image = torch.arange(len(results)).repeat_interleave(torch.tensor(per_image))
+        norm = boxes / sizes[row_image.to(device, non_blocking=True)]
+        weights = torch.ones(num_models, dtype=torch.float64) if self.weights is None else \
+            torch.as_tensor(self.weights, dtype=torch.float64)
+        out_boxes, out_scores, out_labels, fused_counts = wbf.fuse_flat(
+            torch.tensor(counts, dtype=torch.long).to(device, non_blocking=True),
+            norm.to(torch.float64), scores.to(torch.float64), labels.long(),
+            weights.to(device, non_blocking=True), self.iou_thr, self.skip_box_thr,
+            self.conf_type, self.allows_overflow)
+        fused_counts = fused_counts.tolist()
+        out_image = torch.arange(len(results)).repeat_interleave(torch.tensor(fused_counts))
+        out_boxes = (out_boxes * sizes[out_image.to(device, non_blocking=True)].to(
+            out_boxes.dtype)).to(first.dtype)
+        out_scores = out_scores.to(results[0][0].scores.dtype)
+        if host:
+            out_boxes = out_boxes.to(first.device, non_blocking=True)
+            out_scores = out_scores.to(first.device, non_blocking=True)
+            out_labels = out_labels.to(first.device, non_blocking=True)
+        return [InstanceData(bboxes=b, scores=sc, labels=lab) for b, sc, lab in zip(
+            out_boxes.split(fused_counts), out_scores.split(fused_counts),
+            out_labels.split(fused_counts))]
 
 
 @TASK_UTILS.register_module()

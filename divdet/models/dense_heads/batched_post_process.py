@@ -122,13 +122,21 @@ def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict],
     iou = float(cfg['nms']['iou_threshold'])
     max_per_img = cfg.get('max_per_img') or None  # None or <= 0: keep all
     max_per_img = max_per_img if max_per_img and max_per_img > 0 else None
-    kept, sizes, start = [], [], 0
-    for n, b, s in zip(counts, shifted.split(counts), scores.split(counts)):
-        k = tv_nms(b, s, iou)[:max_per_img] if n else b.new_zeros(0, dtype=torch.long)
-        kept.append(k + start)
-        sizes.append(len(k))
-        start += n
-    kept = torch.cat(kept)
+    empty = shifted.new_zeros(0, dtype=torch.long)
+    kept = [tv_nms(b, s, iou) if n else empty  # indices within the row, best first
+            for n, b, s in zip(counts, shifted.split(counts), scores.split(counts))]
+    found = [len(k) for k in kept]
+    sizes = [min(k, max_per_img) if max_per_img else k for k in found]
+    # rows' offsets and each kept box's rank in its row, built on the host: one
+    # gather for all rows instead of a slice and an add per row
+    starts = torch.tensor([0] + counts[:-1]).cumsum(0)
+    found_t = torch.tensor(found)
+    offset = starts.repeat_interleave(found_t)
+    rank = torch.arange(int(found_t.sum())) - (found_t.cumsum(0) - found_t).repeat_interleave(
+        found_t)
+    take = (rank < max_per_img) if max_per_img else torch.ones_like(rank, dtype=torch.bool)
+    kept = (torch.cat(kept) + offset.to(device, non_blocking=True))[
+        take.to(device, non_blocking=True)]
     results = [InstanceData(bboxes=b, scores=s, labels=lab) for b, s, lab in zip(
         boxes[kept].split(sizes), scores[kept].split(sizes), labels[kept].split(sizes))]
     return [results[m * num_images:(m + 1) * num_images] for m in range(num_members)]
