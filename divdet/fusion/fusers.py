@@ -29,7 +29,7 @@ from mmdet.registry import TASK_UTILS
 from mmengine.structures import InstanceData
 
 from divdet.fusion import wbf
-from divdet.fusion.wbf import CONF_TYPES, batched_weighted_boxes_fusion, check_fusion_input
+from divdet.fusion.wbf import CONF_TYPES, check_fusion_input
 from divdet.models.utils.nms import nms
 from divdet.utils.errors import ConfigError, FusionInputError
 
