@@ -14,9 +14,11 @@
 #                        CUDA equals the C++ kernel, batched post-processing and SSD
 #                        loss on CUDA equal the CPU, an AMP training step is finite)
 #               ops      operators dispatched per training step and predict (--ops)
-#               bench    tools/analysis_tools/benchmark.py on cuda: S=1/S=2, fp32 and
-#                        AMP, inference at batch 1, 8, 32 (post-processing included),
-#                        training steps at batch 32 and 64, WBF on the GPU
+#               bench    tools/analysis_tools/benchmark.py on cuda: S=1/S=2 (members
+#                        sequential and on streams); AMP: inference at batch 1, 8, 32
+#                        (post-processing and fusion included), training steps at
+#                        batch 32 and 64; fp32: batch 1 and 32, training at 32;
+#                        WBF on the GPU against the host
 #               train    2 epochs of the demo config with --amp, then tools/test.py
 # Every step runs under a time limit and the next step runs even if one fails;
 # the exit status is that of the first failed step. `make gpu-check` runs it all.
@@ -55,14 +57,20 @@ want() { [[ ",$STEPS," == *",$1,"* ]]; }
 # ---- the plan: what each step runs, with its time limit in seconds ------------------
 export PYTHONPATH="$SITE:$MMCV_SRC:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-BENCH="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --repeats 10 --executions seq streams --batch-sizes 1 8 32 --train-batch 32 64"
-declare -A LIMIT=([install]=60 [build]=420 [test]=240 [ops]=120 [bench]=420 [train]=240)
+# the interpreter's own bin folder (ninja, pytest of its environment) before the rest
+PATH="$(dirname "$(command -v "$PY" 2>/dev/null || echo /usr/bin/python3)"):$PATH"
+export PATH
+BENCH="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --repeats 5 --executions seq streams --skip-wbf"
+BENCH_AMP="$BENCH --amp --batch-sizes 1 8 32 --train-batch 32 64"
+BENCH_FP32="$BENCH --batch-sizes 1 32 --train-batch 32"
+WBF="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --skip-models --repeats 5"
+declare -A LIMIT=([install]=60 [build]=480 [test]=180 [ops]=120 [bench]=360 [train]=150)
 declare -A PLAN=(
   [install]="$PY -m pip install --no-index --no-deps --no-compile --target $SITE .gpu/wheels/*.whl"
   [build]="mmcv $MMCV_VERSION ops (MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=<this GPU>, -O1, C++20) in $MMCV_SRC; $PY setup.py build_ext --inplace (divdet's WBF kernel)"
   [test]="$PY -m pytest -m cuda tests -q -p no:cacheprovider"
   [ops]="$PY tools/analysis_tools/benchmark.py $DEMO --ops --device cuda --batch-sizes 2 8 32"
-  [bench]="$BENCH --skip-wbf; $BENCH --amp --skip-wbf; $PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --skip-models --repeats 10"
+  [bench]="$BENCH_AMP; $BENCH_FP32; $WBF"
   [train]="$PY tools/misc/make_shapes.py --out data/shapes; $PY tools/train.py $DEMO --amp --cfg-options train_cfg.max_epochs=2 ...; $PY tools/test.py $DEMO CKPT"
 )
 
@@ -96,6 +104,10 @@ if (( DRY )); then
 fi
 
 # ---- the run -------------------------------------------------------------------------
+if [[ -z "${GPU_CHECK_WITHOUT_GPU:-}" ]] && ! $PY -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+  echo "gpu-check: error: $PY sees no CUDA device; on a machine without one, run --dry-run" >&2
+  exit 2
+fi
 mkdir -p "$DEST" || { echo "gpu-check: error: cannot create the results folder $DEST" >&2; exit 2; }
 REPORT="$DEST/gpu_check.md"
 cd "$ROOT"
@@ -103,7 +115,7 @@ first_failure=0
 {
   echo "# divdet GPU check, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)'); steps: $STEPS"
+  echo "commit ${DIVDET_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')}; steps: $STEPS"
   echo
   echo '```'
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -3
@@ -150,6 +162,7 @@ build_mmcv() {
     # headers torch includes (cusparse.h, ...) that a minimal toolkit may lack come with
     # torch's pip packages of the CUDA libraries
     nv_inc="$($PY -c 'import glob, os, nvidia; print(":".join(glob.glob(os.path.join(list(nvidia.__path__)[0], "cu*", "include"))))' 2>/dev/null)"
+    command -v ninja > /dev/null || echo "warning: no ninja on PATH: mmcv's ops compile one file at a time"
     echo "building mmcv's ops for sm_${arch/./} with $cuda_home, $(nproc) jobs"
     ( cd "$MMCV_SRC" && CUDA_HOME="$cuda_home" CPATH="${nv_inc}${CPATH:+:$CPATH}" \
         MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$(nproc)" \
@@ -187,7 +200,7 @@ if want ops; then
   run_step ops "${PLAN[ops]}"
 fi
 if want bench; then
-  run_step bench "$BENCH --skip-wbf && echo && echo '--amp:' && $BENCH --amp --skip-wbf && $PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --skip-models --repeats 10"
+  run_step bench "$BENCH_AMP; echo; $BENCH_FP32; echo; $WBF"
 fi
 if want train; then
   export -f train_demo; export DEMO
