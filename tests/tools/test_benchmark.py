@@ -18,13 +18,13 @@ def test_benchmark_table(tool):
                '--batch-sizes', '1', '--train-batch', '2', '--wbf-images', '1', '2').stdout
     assert 'one process per variant' in out and 'allocator: tuned (MALLOC_MMAP_THRESHOLD_' in out
     header = next(line for line in out.splitlines() if line.startswith('what'))
-    for name in ('S=1', 'S=2 seq', 'S=2 threads', 'threads / S=1'):
+    for name in ('S=1', 'S=2 seq', 'S=2 threads', 'S=2 auto', 'threads / S=1', 'auto / S=1'):
         assert name in header
     for row in ('inference, batch 1', 'training step, batch 2'):
         line = next(line for line in out.splitlines() if line.startswith(row))
         times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
         ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
-        assert len(times) == 3 and all(t > 0 for t in times)
+        assert len(times) == 4 and all(t > 0 for t in times)
         assert _ratios_match(ratios, times)
     # WBF: results are compared with ensemble-boxes before timing (exit 1 if not equal)
     wbf = [line.split() for line in out.splitlines()
@@ -61,3 +61,27 @@ def test_benchmark_compiled_members(tool):
         times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
         ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
         assert len(times) == 4 and _ratios_match(ratios, times)
+
+
+def test_benchmark_operator_counts(tool):
+    """--ops: operators per training step and predict by part; the loss does not grow
+    with the batch, and S=2's loss is within 1.2x of S=1's."""
+    out = tool('tools/analysis_tools/benchmark.py',
+               'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py', '--ops',
+               '--batch-sizes', '2', '4', '--repeats', '1').stdout
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r'^(training step|predict)\s+(\d)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+'
+                     r'(\d+)\s+(\d+)\s+([\d.]+)ms$', line)
+        if m:
+            what, s, b, total, network, loss, post, fusion = m.groups()[:8]
+            rows[what, int(s), int(b)] = dict(total=int(total), network=int(network),
+                                              loss=int(loss), post=int(post), fusion=int(fusion))
+    assert len(rows) == 8, out
+    for s in (1, 2):
+        train2, train4 = rows['training step', s, 2], rows['training step', s, 4]
+        assert train2['network'] > 100
+        assert train2['loss'] > 50 and train4['loss'] == train2['loss']
+        assert rows['predict', s, 2]['post'] > 50 and rows['training step', s, 2]['post'] == 0
+    assert rows['training step', 2, 4]['loss'] <= 1.2 * rows['training step', 1, 4]['loss']
+    assert rows['predict', 2, 2]['fusion'] > 0 and rows['predict', 1, 2]['fusion'] == 0

@@ -14,8 +14,9 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
 - inference latency (network forward and the head's decoding, NMS and fusion,
   ``model.predict``) at each batch size, for S=1 and for S=2 with each
   ``member_execution``: ``seq`` (one member after another), ``threads`` (members
-  concurrently, one thread each; what ``'auto'`` picks on the CPU) and, on a
-  GPU, ``streams`` (each member's kernels on a CUDA stream of its own);
+  concurrently, one thread each), on a GPU ``streams`` (each member's kernels on
+  a CUDA stream of its own), and ``auto`` (the default, which times the
+  executors that apply in the warm-up calls and keeps the fastest);
 - the post-processing alone (decoding, score filter, NMS of every member and
   image, from the same head outputs): divdet's batched route, and mmdet's
   per-image ``predict_by_feat`` per member next to it;
@@ -258,6 +259,16 @@ def _serve(conn, args, variant: tuple) -> None:
             return
         what, b = request
         try:
+            if what.startswith('warm:'):  # warm-up; 'auto' measures its executors here
+                step = dict(infer=infer, train=train, post=post,
+                            post_mmdet=lambda b: post(b, batched=False))[what[5:]]
+                seconds = _timed(lambda step=step, b=b: step(b), args.device)
+                for _ in range(16):
+                    if not model.runtime.auto.measuring():
+                        break
+                    step(b)
+                conn.send(seconds)
+                continue
             if what == 'ops':
                 conn.send(count_ops(lambda b=b: infer(b)))
                 continue
@@ -278,7 +289,8 @@ def bench_models(cfg: Config, args) -> None:
         sys.exit(f'benchmark: {e}')
     for key, value in env.items():
         os.environ.setdefault(key, value)
-    executions = {'seq': 'sequential', 'threads': 'threads', 'streams': 'streams'}
+    executions = {'seq': 'sequential', 'threads': 'threads', 'streams': 'streams',
+                  'auto': 'auto'}
     variants = {}  # name -> (S, member_execution, channels_last, compile_members)
     for k, layout in enumerate(args.layouts):
         channels_last = LAYOUTS[layout]
@@ -305,8 +317,8 @@ def bench_models(cfg: Config, args) -> None:
                    for b in args.batch_sizes}
         jobs += [(f'training step, batch {b}', 'train', b) for b in args.train_batch]
         for label, kind, b in jobs:
-            for proc in procs.values():  # warm-up
-                proc.time(kind, b)
+            for proc in procs.values():  # warm-up ('auto' chooses its executor here)
+                proc.time(f'warm:{kind}', b)
             times = {name: [] for name in procs}
             for _ in range(args.repeats):  # round-robin, one process at a time
                 for name, proc in procs.items():
@@ -482,8 +494,8 @@ def main() -> None:
     parser.add_argument('--wbf-classes', type=int, default=80,
                         help='labels drawn for the WBF boxes (few labels: long clustering)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--executions', nargs='+', default=['seq', 'threads'],
-                        choices=['seq', 'threads', 'streams'],
+    parser.add_argument('--executions', nargs='+', default=['seq', 'threads', 'auto'],
+                        choices=['seq', 'threads', 'streams', 'auto'],
                         help='S=2 variants to measure next to S=1')
     parser.add_argument('--default-malloc', action='store_true',
                         help="glibc's defaults (the same as --allocator default)")

@@ -60,7 +60,7 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 # the interpreter's own bin folder (ninja, pytest of its environment) before the rest
 PATH="$(dirname "$(command -v "$PY" 2>/dev/null || echo /usr/bin/python3)"):$PATH"
 export PATH
-BENCH="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --repeats 5 --executions seq streams --skip-wbf"
+BENCH="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --repeats 5 --executions seq streams auto --skip-wbf"
 BENCH_AMP="$BENCH --amp --batch-sizes 1 8 32 --train-batch 32 64"
 BENCH_FP32="$BENCH --batch-sizes 1 32 --train-batch 32"
 WBF="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --skip-models --repeats 5"

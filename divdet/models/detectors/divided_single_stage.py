@@ -58,7 +58,8 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         num_members: the split factor S.
         member_execution: how the S members run (:mod:`divdet.models.utils.runtime`;
             same outputs and checkpoints in every case, tested): ``'auto'``
-            (default: threads on the CPU, sequential on CUDA), ``'sequential'``,
+            (default: the fastest of the executors that apply, measured at the
+            first calls per device and input shape), ``'sequential'``,
             ``'threads'``, ``'streams'`` or ``'devices'``. Each member's network
             runs whole (backbone, neck, head) in one call, and the members meet
             once, for the losses (batched over members and images) or the

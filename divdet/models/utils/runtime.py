@@ -17,13 +17,15 @@ calls through it:
   there at the first call), its input copied there, its network outputs
   gathered back on the input's device, where the losses, decoding and the
   fusion of the members' detections run (multi-GPU inference of the paper);
-- ``'auto'`` (default): per device, from the measurements in ``docs/speed.md``
-  (``tools/analysis_tools/benchmark.py``): threads on the CPU, sequential on
-  CUDA (the only executor measured on a GPU so far). Training a model with
-  dropout or stochastic depth runs sequentially under ``'auto'``: random
-  draws made from several threads come in a racy order, and runs would not
-  repeat. So do compiled members (``compile_members``): torch.compile is not
-  thread-safe.
+- ``'auto'`` (default): measured, as ``torch.backends.cudnn.benchmark`` does
+  for convolutions (:class:`AutoChoice`): the first calls with a new input
+  shape on a device run the executors that apply in turn (sequential and
+  threads; on CUDA streams too), timed, and the fastest is kept for that
+  device and shape and logged once. The calls made while measuring are real
+  calls: every executor gives the same results. Threads do not apply when
+  training a model with dropout or stochastic depth (random draws made from
+  several threads come in a racy order, and runs would not repeat), nor to
+  compiled members (``compile_members``; torch.compile is not thread-safe).
 
 The divided models run each member's network whole (backbone, neck, head) in
 one call of the executor, and the members meet once, for the losses (batched
@@ -36,13 +38,16 @@ from __future__ import annotations
 
 import inspect
 import os
+import statistics
 import threading
+import time
 import types
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 
 from divdet.utils.errors import ConfigError
@@ -50,9 +55,12 @@ from divdet.utils.errors import ConfigError
 #: Values of a divided model's ``member_execution``.
 EXECUTIONS = ('auto', 'sequential', 'threads', 'streams', 'devices')
 
-#: What ``'auto'`` runs, per device type (docs/speed.md).
-AUTO = {'cpu': 'threads'}
-AUTO_OTHERWISE = 'sequential'
+#: ``'auto'``: timed calls of each candidate executor, after one untimed warm-up call
+#: each, before the fastest (lowest median) is chosen for a device and input shape.
+AUTO_TRIALS = 3
+#: ``'auto'`` measures at most this many input shapes per device and mode; further
+#: shapes take the executor chosen most often for that device and mode.
+AUTO_MAX_SHAPES = 8
 
 #: Where ``channels_last='auto'`` keeps weights and activations channels-last, per
 #: device type: the CPU, where oneDNN runs the members' narrow convolutions much
@@ -306,6 +314,61 @@ class DeviceExecutor(Executor):
         return [then(i, outs) for i, outs in zip(indices, out)]
 
 
+class AutoChoice:
+    """``member_execution='auto'``: the fastest executor per device and input shape,
+    measured on the first calls (like ``torch.backends.cudnn.benchmark``).
+
+    A call with a new key (device, input shape, training mode, members) runs the
+    candidate that has the fewest timings so far; once each has run
+    ``1 + trials`` times (the first untimed: warm-up), the one with the lowest
+    median is kept for that key, and the choice is logged once with the timings.
+
+    Args:
+        clock: seconds, e.g. ``time.perf_counter`` (a test passes a fake).
+        trials: timed calls per candidate.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
+                 trials: int = AUTO_TRIALS) -> None:
+        self.clock = clock
+        self.trials = trials
+        self.timings: dict[tuple, dict[str, list[float]]] = {}
+        self.chosen: dict[tuple, str] = {}
+
+    def measuring(self) -> bool:
+        """Whether a key's candidates are still being timed."""
+        return bool(self.timings)
+
+    def pick(self, key: tuple, candidates: Sequence[str]) -> tuple[str, bool]:
+        """(executor, whether to time this call) for a call with ``key``."""
+        if len(candidates) == 1:
+            return candidates[0], False
+        if key in self.chosen:
+            return self.chosen[key], False
+        if key not in self.timings:
+            same = [name for k, name in self.chosen.items() if k[0] == key[0] and k[2:] == key[2:]]
+            if len(same) >= AUTO_MAX_SHAPES:  # many shapes (e.g. kept aspect ratios)
+                return max(set(same), key=same.count), False
+        timings = self.timings.setdefault(key, {name: [] for name in candidates})
+        return min(candidates, key=lambda name: len(timings[name])), True
+
+    def record(self, key: tuple, name: str, seconds: float) -> None:
+        """One timed call of ``name``; chooses once every candidate has its trials."""
+        timings = self.timings[key]
+        timings[name].append(seconds)
+        if any(len(t) < 1 + self.trials for t in timings.values()):
+            return
+        medians = {n: statistics.median(t[1:]) for n, t in timings.items()}
+        best = min(medians, key=medians.get)
+        self.chosen[key] = best
+        del self.timings[key]
+        device, shape, training = key[0], key[1], key[2]
+        print_log(f"member_execution='auto': {best} for {'training' if training else 'inference'}"
+                  f' on {device} with inputs of shape {list(shape)} (median ms: '
+                  + ', '.join(f'{n} {m * 1000:.2f}' for n, m in medians.items()) + ')',
+                  logger='current')
+
+
 class MemberRuntime:
     """How a divided model's members run (see the module docstring).
 
@@ -350,6 +413,7 @@ class MemberRuntime:
                               "'threads', expected 'auto' (sequential then), 'sequential', "
                               "'streams' or 'devices'")
         self._executors: dict[str, Executor] = {}
+        self.auto = AutoChoice()
         self._parts: list = []
         self._compiled: dict = {}  # member -> (its parts, its compiled network)
 
@@ -378,19 +442,35 @@ class MemberRuntime:
 
     # ---- choosing and running ----------------------------------------------------
 
-    def executor_name(self, device: Optional[torch.device], model=None) -> str:
-        """The executor that runs the members for inputs on ``device``."""
+    def candidates(self, device: Optional[torch.device], model=None) -> list[str]:
+        """The executors that may run the members for inputs on ``device``: the
+        configured one, or those ``'auto'`` chooses from."""
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
-            return 'sequential'  # tracers and compilers record the calling thread only
+            return ['sequential']  # tracers and compilers record the calling thread only
         if self.execution != 'auto':
-            return self.execution
-        name = AUTO.get(device.type if device is not None else 'cpu', AUTO_OTHERWISE)
-        if name == 'threads' and self.compile is not None:
-            return 'sequential'  # torch.compile is not thread-safe
-        if name == 'threads' and model is not None and model.training \
-                and draws_random_numbers(model):
-            return 'sequential'
-        return name
+            return [self.execution]
+        cuda = device is not None and device.type == 'cuda'
+        names = ['sequential', 'threads'] + (['streams'] if cuda else [])
+        if self.compile is not None:
+            names.remove('threads')  # torch.compile is not thread-safe
+        elif model is not None and model.training and draws_random_numbers(model):
+            names.remove('threads')  # racy random draws: runs would not repeat
+        return names
+
+    def executor_name(self, device: Optional[torch.device], model=None,
+                      shape: Optional[tuple] = None) -> str:
+        """The executor that runs the members for inputs on ``device`` (of ``shape``):
+        the only candidate, the one ``'auto'`` chose, or ``'measuring'``."""
+        names = self.candidates(device, model)
+        if len(names) == 1:
+            return names[0]
+        key = self._auto_key(device, model, shape, None)
+        return self.auto.chosen.get(key, 'measuring')
+
+    @staticmethod
+    def _auto_key(device, model, shape, indices) -> tuple:
+        return (str(device), tuple(shape or ()), bool(model is not None and model.training),
+                tuple(indices) if indices is not None else None)
 
     def executor(self, name: str) -> Executor:
         if name not in self._executors:
@@ -438,10 +518,27 @@ class MemberRuntime:
         """
         first = first_tensor(inputs)
         device = first.device if first is not None else None
-        name = self.executor_name(device, model)
+        indices = list(indices)
+        names = self.candidates(device, model)
+        key = self._auto_key(device, model, first.shape if first is not None else None,
+                             None if indices == list(range(self.num_members)) else indices)
+        name, timed = self.auto.pick(key, names)
         if name == 'devices':
             self.place()
-        return self.executor(name).run(list(indices), network, then, home=device)
+        if not timed:
+            return self.executor(name).run(indices, network, then, home=device)
+        _synchronize(device)
+        start = self.auto.clock()
+        out = self.executor(name).run(indices, network, then, home=device)
+        _synchronize(device)
+        self.auto.record(key, name, self.auto.clock() - start)
+        return out
+
+
+def _synchronize(device: Optional[torch.device]) -> None:
+    """Wait for ``device``'s queued work (CUDA), so that a timing covers it."""
+    if device is not None and device.type == 'cuda':
+        torch.cuda.synchronize(device)
 
 
 def whole_member(backbone, neck, head, inputs, runtime: Optional[MemberRuntime] = None,

@@ -150,21 +150,75 @@ def _member_threads(model):
     return seen
 
 
-def test_auto_runs_cpu_members_in_threads_unless_training_with_dropout():
+def test_auto_chooses_among_the_executors_that_apply():
     seq, auto = _pair('auto')
     cpu = torch.device('cpu')
-
-    def chosen(model):
-        return model.runtime.executor_name(cpu, model)
-    assert chosen(auto) == 'threads' and chosen(seq) == 'sequential'
-    auto.eval()
-    assert chosen(auto) == 'threads'
-    assert auto.runtime.executor_name(torch.device('cuda'), auto) == 'sequential'
+    assert seq.runtime.candidates(cpu, seq) == ['sequential']
+    assert auto.runtime.candidates(cpu, auto) == ['sequential', 'threads']
+    assert auto.runtime.candidates(torch.device('cuda'), auto) == ['sequential', 'threads',
+                                                                   'streams']
     auto.train()
     auto.bbox_head.members[1].add_module('dropout', torch.nn.Dropout(0.1))
-    assert chosen(auto) == 'sequential'
+    assert auto.runtime.candidates(cpu, auto) == ['sequential']  # no racy random draws
+    assert auto.runtime.executor_name(cpu, auto) == 'sequential'
     auto.eval()  # dropout draws nothing in eval mode
-    assert chosen(auto) == 'threads'
+    assert auto.runtime.candidates(cpu, auto) == ['sequential', 'threads']
+    assert auto.runtime.executor_name(cpu, auto, (2, 3, 64, 64)) == 'measuring'
+
+
+class _FakeClock:
+    """Seconds that advance by what the running executor 'costs'."""
+
+    def __init__(self, cost: dict) -> None:
+        self.now, self.cost, self.running, self.reads = 0.0, cost, None, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.running is not None:  # the end of a call: charge it
+            self.now += self.cost[self.running]
+        return self.now
+
+
+@pytest.mark.parametrize('fastest', ['sequential', 'threads'])
+def test_auto_measures_keeps_the_fastest_per_shape_and_logs_it_once(fastest, monkeypatch):
+    import divdet.models.utils.runtime as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda msg, **kw: logged.append(msg))
+    runtime = MemberRuntime('auto', 2)
+    clock = _FakeClock({'sequential': 2.0, 'threads': 1.0} if fastest == 'threads'
+                       else {'sequential': 1.0, 'threads': 3.0})
+    runtime.auto.clock = clock
+    ran = []
+    for name in ('sequential', 'threads'):
+        executor = runtime.executor(name)
+        original = executor.run
+
+        def run(*args, _original=original, _name=name, **kwargs):
+            ran.append(_name)
+            clock.running = _name
+            return _original(*args, **kwargs)
+        executor.run = run
+
+    def call(x):
+        clock.running = None
+        return runtime.run(range(2), lambda i, to_member: to_member(x) * (i + 1), x)
+
+    x = torch.ones(2, 3)
+    trials = 2 * (1 + module.AUTO_TRIALS)
+    for _ in range(trials):
+        out = call(x)
+        assert [o.tolist() for o in out] == [x.tolist(), (2 * x).tolist()]  # real results
+    assert sorted(ran) == sorted(['sequential', 'threads'] * (1 + module.AUTO_TRIALS))
+    assert len(logged) == 1 and f"'auto': {fastest} for inference" in logged[0]
+    ran.clear()
+    reads = clock.reads
+    for _ in range(5):
+        call(x)
+    assert ran == [fastest] * 5 and clock.reads == reads  # cached: no more timing
+    assert runtime.executor_name(torch.device('cpu'), None, tuple(x.shape)) == fastest
+    ran.clear()
+    call(torch.ones(4, 3))  # a new shape is measured anew
+    assert runtime.auto.measuring() and len(logged) == 1
 
 
 EXECUTORS = [('threads', {}), ('streams', {}),
