@@ -46,6 +46,13 @@ HOST_WBF_MAX_IMAGES = 16
 LEGACY_TYPES = {'wbf': 'WeightedBoxesFusion', 'nms': 'NMSFusion', 'concat': 'ConcatFusion'}
 
 
+def _rows(t: torch.Tensor, width: int = 0) -> torch.Tensor:
+    """``t`` as (n, width) rows (``width`` 0: as (n,)), without an operator if it is."""
+    if (width and t.dim() == 2 and t.shape[1] == width) or (not width and t.dim() == 1):
+        return t
+    return t.reshape(-1, width) if width else t.reshape(-1)
+
+
 class BaseFuser:
     """Merges the detections of several models, image by image (module docstring).
 
@@ -186,9 +193,9 @@ class WeightedBoxesFusion(BaseFuser):
         flat = [m for r in results for m in r]  # image-major, then model
         counts = [[len(m) for m in r] for r in results]
         per_image = [sum(c) for c in counts]
-        boxes = torch.cat([m.bboxes.reshape(-1, 4) for m in flat])
-        scores = torch.cat([m.scores.reshape(-1) for m in flat])
-        labels = torch.cat([m.labels.reshape(-1) for m in flat])
+        boxes = torch.cat([_rows(m.bboxes, 4) for m in flat])
+        scores = torch.cat([_rows(m.scores) for m in flat])
+        labels = torch.cat([_rows(m.labels) for m in flat])
         if host:
             boxes, scores, labels = boxes.cpu(), scores.cpu(), labels.cpu()
         device = boxes.device

@@ -92,9 +92,16 @@ def check_fusion_input(boxes: Sequence[Sequence[Tensor]], scores: Sequence[Seque
             if not (math.isfinite(w) and w > 0):
                 raise FusionInputError(f'fusion weight of model (member) {t} is {w!r}; every '
                                        'weight must be a positive finite number')
-    values = [v.reshape(-1) for per_image in (boxes, scores) for image in per_image
-              for v in image]
-    if not values or bool(torch.isfinite(torch.cat(values)).all()):
+    # (n, 4) boxes and (n,) scores as they come (no operator per tensor), else flattened
+    def is_rows(v):
+        return v.dim() == 2 and v.shape[1] == 4
+    rows = [v for image in boxes for v in image if is_rows(v)]
+    values = [v if v.dim() == 1 else v.reshape(-1) for part in (boxes, scores)
+              for image in part for v in image if part is scores or not is_rows(v)]
+    if not values and not rows:
+        return
+    if (not rows or bool(torch.isfinite(torch.cat(rows)).all())) and (
+            not values or bool(torch.isfinite(torch.cat(values)).all())):
         return
     for j, image in enumerate(boxes):
         for t in range(len(image)):
