@@ -36,6 +36,8 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   layouts after the first, and every ratio is to S=1 in the first layout given
   (each variant is a process holding its training memory, several GB at batch
   8: more than four variants may not fit in memory);
+- ``--mmdet-loss``: also ``S=1 mmdet-loss``, S=1 with mmdet's per-image SSD
+  loss (``batched_loss=False``): the stock ``SingleStageDetector``'s training step;
 - ``--compile``: also ``S=1 inductor`` and ``S=2 inductor``, the members'
   networks compiled by ``torch.compile`` (``compile_members=True``; S=2 runs
   its members one after another, torch.compile not being thread-safe); each
@@ -106,9 +108,11 @@ SUFFIXES = {'auto': 'auto', 'nchw': 'nchw', 'channels-last': 'cl'}  # in variant
 
 
 def _build(cfg: Config, num_members: int, execution: str, channels_last, compiled: bool,
-           device: str):
+           device: str, mmdet_loss: bool = False):
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
+    if mmdet_loss:  # mmdet's per-image SSD loss, as the stock SingleStageDetector computes it
+        model_cfg.bbox_head = dict(model_cfg.bbox_head, batched_loss=False)
     model_cfg.num_members = num_members
     model_cfg.member_execution = execution
     model_cfg.channels_last = channels_last
@@ -291,11 +295,13 @@ def bench_models(cfg: Config, args) -> None:
         os.environ.setdefault(key, value)
     executions = {'seq': 'sequential', 'threads': 'threads', 'streams': 'streams',
                   'auto': 'auto'}
-    variants = {}  # name -> (S, member_execution, channels_last, compile_members)
+    variants = {}  # name -> (S, member_execution, channels_last, compile_members[, mmdet loss])
     for k, layout in enumerate(args.layouts):
         channels_last = LAYOUTS[layout]
         suffix = f' {SUFFIXES[layout]}' if k else ''
         variants[f'S=1{suffix}'] = (1, 'sequential', channels_last, False)
+        if args.mmdet_loss:
+            variants[f'S=1 mmdet-loss{suffix}'] = (1, 'sequential', channels_last, False, True)
         for short in args.executions:
             variants[f'S=2 {short}{suffix}'] = (2, executions[short], channels_last, False)
         if args.compile:  # compiled members run one after another (not thread-safe)
@@ -485,6 +491,9 @@ def main() -> None:
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8])
     parser.add_argument('--train-batch', type=int, nargs='+', default=[8],
                         help='batch sizes of the timed training steps')
+    parser.add_argument('--mmdet-loss', action='store_true',
+                        help="also S=1 with mmdet's per-image SSD loss (the stock detector's; "
+                        'batched_loss=False)')
     parser.add_argument('--ops', action='store_true',
                         help='only count the operators dispatched per training step and per '
                         'predict (network, loss, post-processing, fusion) for S=1 and S=2 at '

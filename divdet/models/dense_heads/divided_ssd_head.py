@@ -96,6 +96,10 @@ class DividedSSDHead(DividedPart):
             ``member_out_channels``); overrides ``head.in_channels``.
         share_head: one head for all members.
         loss_cot: config of the co-training loss; None disables it.
+        batched_loss: compute the members' SSD losses in batched calls
+            (:mod:`~divdet.models.dense_heads.batched_ssd_loss`) where the config
+            allows; False runs mmdet's per-image ``loss_by_feat`` for each member
+            (the same losses, more operators).
         train_cfg: SSD training config (assigner, neg_pos_ratio, ...).
         test_cfg: SSD test config plus ``ensemble``, the fuser that merges
             the members' detections (:mod:`divdet.fusion`; default
@@ -108,10 +112,12 @@ class DividedSSDHead(DividedPart):
     def __init__(self, num_members: int, head: dict, in_channels: Optional[Sequence[int]] = None,
                  share_head: bool = False,
                  loss_cot: Optional[dict] = dict(type='CoTrainingLoss', loss_weight=0.5),
+                 batched_loss: bool = True,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(num_members, init_cfg)
         self.share_head = share_head
+        self.batched_loss = bool(batched_loss)
         # mmdet's heads read their configs by attribute (cfg.min_bbox_size).
         train_cfg = ConfigDict(train_cfg) if train_cfg is not None else None
         test_cfg = ConfigDict(test_cfg) if test_cfg is not None else None
@@ -318,7 +324,7 @@ class DividedSSDHead(DividedPart):
         not cover runs mmdet's ``loss_by_feat`` per member (:meth:`loss_member`).
         """
         head = self.head_of(0)
-        reason = supports_batched_loss(head)
+        reason = supports_batched_loss(head) if self.batched_loss else 'batched_loss=False'
         if reason is not None:
             if reason != getattr(self, '_per_image_loss_reason', None):
                 self._per_image_loss_reason = reason  # logged once per reason

@@ -220,3 +220,17 @@ def test_the_detector_trains_through_the_batched_loss():
     losses = model.loss(torch.rand(2, 3, 64, 64) * 255, samples)
     assert {k for k, v in losses.items() if v.dim() == 0} == set(losses)
     assert supports_batched_loss(model.bbox_head.head_of(0)) is None
+
+
+def test_batched_loss_false_runs_mmdet_per_image_loss():
+    torch.manual_seed(0)
+    head = DividedSSDHead(2, dict(HEAD), in_channels=CHANNELS, train_cfg=TRAIN_CFG,
+                          test_cfg=TEST_CFG, batched_loss=False)
+    g = torch.Generator().manual_seed(10)
+    samples = _samples([_boxes(g, 3), []])
+    outs = [head.forward_member(i, f) for i, f in enumerate(_feats(2))]
+    losses = head.loss_members(outs, copy.deepcopy(samples))
+    assert isinstance(losses['loss_cls_m0'], list) and len(losses['loss_cls_m0']) == 2
+    head.batched_loss = True
+    batched = head.loss_members(outs, copy.deepcopy(samples))
+    torch.testing.assert_close(batched['loss_cls_m0'], sum(losses['loss_cls_m0']).reshape(()))
