@@ -2,6 +2,7 @@
 and per-member views."""
 from __future__ import annotations
 
+import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
 
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
@@ -27,6 +28,11 @@ class CheckedDetDataPreprocessor(DetDataPreprocessor):
     each view is converted and normalised on its own, the batch is padded as
     usual, and ``inputs`` comes out as (N, S, C, H, W), one view per member
     (the divided backbones take that shape). Everything else is the parent's.
+
+    Images of one shape (what a fixed-size resize gives, as in SSD) are stacked
+    first and converted, normalised and padded as one tensor: the parent's
+    batched path, with the same values as its per-image one and a number of
+    operators (kernel launches on a GPU) that does not grow with the batch.
     """
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -35,6 +41,11 @@ class CheckedDetDataPreprocessor(DetDataPreprocessor):
         if views == {None} or not views:
             if self._enable_normalize and self.mean.shape[0] > 1:
                 check_channels(data['inputs'], self.mean.shape[0], samples)
+            inputs = data['inputs']
+            if isinstance(inputs, (list, tuple)) and len(inputs) > 1 and all(
+                    torch.is_tensor(x) and x.dim() == 3 and x.shape == inputs[0].shape
+                    and x.dtype == inputs[0].dtype for x in inputs):
+                data = dict(data, inputs=torch.stack(list(inputs)))
             return super().forward(data, training)
         if len(views) != 1 or None in views:
             raise ImageError(f'a batch mixes images with and without per-member views '

@@ -41,3 +41,22 @@ def test_cls_preprocessor_refuses_wrong_channels_in_a_view():
     samples = [DataSample(metainfo=dict(img_path=f'{i}.jpg')).set_gt_label(0) for i in range(2)]
     with pytest.raises(ImageError, match=r'found 1 in image 1 of the batch \(1\.jpg\)'):
         pre(dict(inputs=[good, bad], data_samples=samples))
+
+
+@pytest.mark.parametrize('pad', [1, 32])
+def test_det_preprocessor_stacks_same_shaped_images_with_mmdet_values(pad):
+    """Same-shaped images go through mmdet's batched path: the per-image path's
+    values and metainfo, with operators that do not grow with the batch."""
+    from mmdet.models.data_preprocessors import DetDataPreprocessor
+
+    from divdet.apis.complexity import count_ops_by_range
+    kwargs = dict(mean=[1, 2, 3], std=[2, 3, 4], bgr_to_rgb=True, pad_size_divisor=pad)
+    ours, stock = CheckedDetDataPreprocessor(**kwargs), DetDataPreprocessor(**kwargs)
+    counts = []
+    for n in (2, 8):
+        batch = _det_batch([3] * n)
+        a, b = ours(batch), stock(_det_batch([3] * n) | dict(inputs=list(batch['inputs'])))
+        assert torch.equal(a['inputs'], b['inputs'])
+        assert [s.metainfo for s in a['data_samples']] == [s.metainfo for s in b['data_samples']]
+        counts.append(count_ops_by_range(lambda batch=batch: ours(batch), ())['total'])
+    assert counts[0] == counts[1]
