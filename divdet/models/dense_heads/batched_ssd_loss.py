@@ -37,6 +37,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from mmdet.models.losses.smooth_l1_loss import smooth_l1_loss
+from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 #: IoU given to padded ground-truth rows and to anchors outside the image: below
@@ -159,13 +160,14 @@ def ssd_targets(head, featmap_sizes: Sequence, batch_gt_instances: Sequence,
     assigner, cfg = head.assigner, head.train_cfg
     anchors = torch.cat(head.prior_generator.grid_priors(featmap_sizes, device=device))  # (A, 4)
     num_images, num_anchors = len(batch_img_metas), anchors.shape[0]
-    gt_boxes, gt_real = _padded([g.bboxes for g in batch_gt_instances], 0.0)  # (N, G, 4)
+    gt_boxes, gt_real = _padded([get_box_tensor(g.bboxes) for g in batch_gt_instances],
+                                0.0)  # (N, G, 4)
     gt_labels, _ = _padded([g.labels for g in batch_gt_instances], 0)  # (N, G)
     gt_boxes = gt_boxes.to(anchors.dtype)
     has_gt = gt_real.any(1)  # (N,)
 
     overlaps = assigner.iou_calculator(gt_boxes, anchors.expand(num_images, -1, -1))  # (N, G, A)
-    ignores = [g.bboxes if g is not None and 'bboxes' in g else None
+    ignores = [get_box_tensor(g.bboxes) if g is not None and 'bboxes' in g else None
                for g in batch_gt_instances_ignore or [None] * num_images]
     if assigner.ignore_iof_thr > 0 and sum(len(b) for b in ignores if b is not None) > 0:
         empty = anchors.new_zeros(0, 4)

@@ -195,6 +195,10 @@ def test_mirrored_view_loss_equals_the_unmirrored_loss():
         torch.testing.assert_close(views[key], plain[key])
     unmarked = head.loss_member(0, seen[0], data_samples(boxes))[0]['loss_cls']
     assert not torch.allclose(sum(unmarked), sum(plain['loss_cls_m0']))
+    # the batched loss (the default path) unmirrors the same way
+    batched = head.loss_members(seen, _mirrored(data_samples(boxes), flags))
+    for key in plain:
+        torch.testing.assert_close(batched[key], _value(plain[key]).reshape(()))
 
 
 def test_mirrored_views_that_cannot_be_mirrored_back_are_refused():
