@@ -46,6 +46,13 @@ HOST_WBF_MAX_IMAGES = 16
 LEGACY_TYPES = {'wbf': 'WeightedBoxesFusion', 'nms': 'NMSFusion', 'concat': 'ConcatFusion'}
 
 
+def _cap(fused: list[InstanceData], top: Optional[int]) -> list[InstanceData]:
+    """Each image's ``top`` highest-scoring detections (all for None)."""
+    if top is None:
+        return fused
+    return [f[f.scores.topk(top).indices] if len(f) > top else f for f in fused]
+
+
 def _rows(t: torch.Tensor, width: int = 0) -> torch.Tensor:
     """``t`` as (n, width) rows (``width`` 0: as (n,)), without an operator if it is."""
     if (width and t.dim() == 2 and t.shape[1] == width) or (not width and t.dim() == 1):
@@ -63,6 +70,9 @@ class BaseFuser:
         FusionInputError: a weight that is not a positive finite number.
     """
 
+    #: whether :meth:`fuse_checked` applies ``max_per_img`` itself
+    caps_itself = False
+
     def __init__(self, weights: Optional[Sequence[float]] = None) -> None:
         if weights is not None:
             weights = [float(w) for w in weights]
@@ -74,11 +84,13 @@ class BaseFuser:
         return self.fuse_batch([results], [img_shape])[0]
 
     def fuse_batch(self, results: Sequence[Sequence[InstanceData]],
-                   img_shapes: Sequence[Sequence[int]]) -> list[InstanceData]:
+                   img_shapes: Sequence[Sequence[int]],
+                   max_per_img: Optional[int] = None) -> list[InstanceData]:
         """``results[j][t]``: model t's detections of image j -> one fused set per image.
 
         Checks the input (one result per model in every image, one weight per
         model, finite boxes and scores); a single model's results pass through.
+        ``max_per_img`` keeps each image's highest-scoring fused detections.
         """
         if len(results) != len(img_shapes):
             raise FusionInputError(f'{type(self).__name__}: {len(results)} images of results '
@@ -87,16 +99,19 @@ class BaseFuser:
             return []
         self._check(results)
         if len(results[0]) == 1:
-            return [r[0] for r in results]
-        return self.fuse_checked(results, img_shapes)
+            return _cap([r[0] for r in results], max_per_img)
+        fused = self.fuse_checked(results, img_shapes, max_per_img)
+        return fused if self.caps_itself else _cap(fused, max_per_img)
 
     def __call__(self, results, img_shapes) -> list[InstanceData]:
         return self.fuse_batch(results, img_shapes)
 
     def fuse_checked(self, results: Sequence[Sequence[InstanceData]],
-                     img_shapes: Sequence[Sequence[int]]) -> list[InstanceData]:
+                     img_shapes: Sequence[Sequence[int]],
+                     max_per_img: Optional[int] = None) -> list[InstanceData]:
         """A checked batch of two or more models' results; image by image unless a
-        fuser does better."""
+        fuser does better (a fuser that also applies ``max_per_img`` sets
+        ``caps_itself``)."""
         return [self.fuse_image(r, s) for r, s in zip(results, img_shapes)]
 
     def fuse_image(self, results: Sequence[InstanceData],
@@ -182,10 +197,15 @@ class WeightedBoxesFusion(BaseFuser):
     def fuse_image(self, results, img_shape) -> InstanceData:
         return self.fuse_checked([results], [img_shape])[0]
 
-    def fuse_checked(self, results, img_shapes) -> list[InstanceData]:
+    #: fuse_checked applies max_per_img (on all images at once)
+    caps_itself = True
+
+    def fuse_checked(self, results, img_shapes, max_per_img=None) -> list[InstanceData]:
         """Every image in one call (one C call on the CPU, batched torch elsewhere), on
         the images' detections concatenated: a number of operators and transfers that
-        does not grow with the batch or the models."""
+        does not grow with the batch or the models. The fused detections come image
+        by image, each by descending score, so ``max_per_img`` keeps the first of
+        each image."""
         first = results[0][0].bboxes
         host = first.device.type != 'cpu' and (self.device == 'cpu' or (
             self.device == 'auto' and (wbf.HOST_KERNEL or len(results) <= HOST_WBF_MAX_IMAGES)))
@@ -211,6 +231,13 @@ class WeightedBoxesFusion(BaseFuser):
             weights.to(device, non_blocking=True), self.iou_thr, self.skip_box_thr,
             self.conf_type, self.allows_overflow)
         fused_counts = fused_counts.tolist()
+        if max_per_img is not None and max(fused_counts, default=0) > max_per_img:
+            counts_t = torch.tensor(fused_counts)
+            rank = torch.arange(int(counts_t.sum())) - (
+                counts_t.cumsum(0) - counts_t).repeat_interleave(counts_t)
+            keep = (rank < max_per_img).to(device, non_blocking=True)
+            out_boxes, out_scores, out_labels = out_boxes[keep], out_scores[keep], out_labels[keep]
+            fused_counts = [min(c, max_per_img) for c in fused_counts]
         out_image = torch.arange(len(results)).repeat_interleave(torch.tensor(fused_counts))
         out_boxes = (out_boxes * sizes[out_image.to(device, non_blocking=True)].to(
             out_boxes.dtype)).to(first.dtype)

@@ -206,3 +206,16 @@ def test_a_user_fuser_is_one_registered_class():
     a, b = _pair()
     fuser = build_fuser(dict(type='BestModelFusion'))
     assert fuser.fuse_batch([[b, a]], [SHAPE])[0] is a
+
+
+@pytest.mark.parametrize('name', ['WeightedBoxesFusion', 'NMSFusion'])
+def test_max_per_img_keeps_each_images_best(name):
+    rng = np.random.default_rng(7)
+    batch = [_random_members(rng) for _ in range(3)]
+    fuser = TASK_UTILS.build(dict(type=name))
+    full = fuser.fuse_batch(batch, [SHAPE] * 3)
+    capped = fuser.fuse_batch(batch, [SHAPE] * 3, max_per_img=5)
+    assert all(len(f) > 5 for f in full)
+    for f, c in zip(full, capped):
+        assert len(c) == 5
+        torch.testing.assert_close(c.scores, f.scores.sort(descending=True).values[:5])

@@ -289,12 +289,12 @@ class DividedSSDHead(DividedPart):
             return members[0]
         img_metas = [s.metainfo for s in batch_data_samples]
         fuser = self.fuser().subset(list(indices or range(len(members))))
-        with torch.profiler.record_function('divdet::fusion'):  # see apis.complexity
-            fused = fuser.fuse_batch(
-                [[m[j] for m in members] for j in range(len(img_metas))],
-                [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas])
         top = (self.test_cfg or {}).get('max_per_img', 200)
-        return [f[f.scores.topk(top).indices] if len(f) > top else f for f in fused]
+        with torch.profiler.record_function('divdet::fusion'):  # see apis.complexity
+            return fuser.fuse_batch(
+                [[m[j] for m in members] for j in range(len(img_metas))],
+                [meta['ori_shape' if rescale else 'img_shape'] for meta in img_metas],
+                max_per_img=top)
 
     def fuser(self):
         """The fuser of ``test_cfg.ensemble`` (built once per config)."""

@@ -16,8 +16,7 @@ _scope = scoped('mmdet')
 def _fused(members, shape, cfg, top):
     """The fusion of ``members`` by the fuser of ``cfg``, capped at ``top`` boxes."""
     from divdet.fusion import build_fuser
-    fused = build_fuser(cfg).fuse(list(members), shape)
-    return fused[fused.scores.topk(top).indices] if len(fused) > top else fused
+    return build_fuser(cfg).fuse_batch([list(members)], [shape], max_per_img=top)[0]
 
 
 def _stock_ssd() -> torch.nn.Module:
