@@ -26,6 +26,10 @@ calls through it:
   training a model with dropout or stochastic depth (random draws made from
   several threads come in a racy order, and runs would not repeat), nor to
   compiled members (``compile_members``; torch.compile is not thread-safe).
+  Training on the CPU is not measured: there the executors differ in float
+  rounding (fewer intra-op threads per member in threads), so a timed choice
+  would make runs depend on the machine's load; it runs in threads where they
+  apply, else sequentially.
 
 The divided models run each member's network whole (backbone, neck, head) in
 one call of the executor, and the members meet once, for the losses (batched
@@ -451,10 +455,17 @@ class MemberRuntime:
             return [self.execution]
         cuda = device is not None and device.type == 'cuda'
         names = ['sequential', 'threads'] + (['streams'] if cuda else [])
+        training = model is not None and model.training
         if self.compile is not None:
             names.remove('threads')  # torch.compile is not thread-safe
-        elif model is not None and model.training and draws_random_numbers(model):
+        elif training and draws_random_numbers(model):
             names.remove('threads')  # racy random draws: runs would not repeat
+        if training and not cuda:
+            # On the CPU the executors differ in float rounding (a member in a thread
+            # computes with fewer intra-op threads): a choice made by timing would make
+            # a training run depend on the machine's load, and a resumed run differ
+            # from an uninterrupted one. Training there keeps threads where they apply.
+            return names[-1:]
         return names
 
     def executor_name(self, device: Optional[torch.device], model=None,

@@ -153,14 +153,19 @@ def _member_threads(model):
 def test_auto_chooses_among_the_executors_that_apply():
     seq, auto = _pair('auto')
     cpu = torch.device('cpu')
+    seq.eval(), auto.eval()
     assert seq.runtime.candidates(cpu, seq) == ['sequential']
     assert auto.runtime.candidates(cpu, auto) == ['sequential', 'threads']
     assert auto.runtime.candidates(torch.device('cuda'), auto) == ['sequential', 'threads',
                                                                    'streams']
-    auto.train()
+    auto.train()  # training on the CPU is not timed: runs repeat whatever the load
+    assert auto.runtime.candidates(cpu, auto) == ['threads']
+    assert auto.runtime.candidates(torch.device('cuda'), auto) == ['sequential', 'threads',
+                                                                   'streams']
     auto.bbox_head.members[1].add_module('dropout', torch.nn.Dropout(0.1))
     assert auto.runtime.candidates(cpu, auto) == ['sequential']  # no racy random draws
     assert auto.runtime.executor_name(cpu, auto) == 'sequential'
+    assert auto.runtime.candidates(torch.device('cuda'), auto) == ['sequential', 'streams']
     auto.eval()  # dropout draws nothing in eval mode
     assert auto.runtime.candidates(cpu, auto) == ['sequential', 'threads']
     assert auto.runtime.executor_name(cpu, auto, (2, 3, 64, 64)) == 'measuring'
