@@ -25,7 +25,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-KIT="$ROOT/.gpu"
+KIT="${GPU_KIT:-$ROOT/.gpu}"  # GPU_KIT: another folder (tests)
 SITE="$KIT/site"
 MMCV_VERSION="2.1.0"
 MMCV_SRC="$KIT/build/mmcv-$MMCV_VERSION"
@@ -90,7 +90,7 @@ if (( DRY )); then
     [[ -f "$ROOT/$f" ]] || problem "$f"
   done
   # what a device call carries: tracked and untracked-not-ignored files, and the kit
-  size_kib="$( (cd "$ROOT" && { git ls-files -co --exclude-standard -z | du -ck --files0-from=- 2>/dev/null | tail -n1 | cut -f1; du -sk .gpu/wheels .gpu/src | cut -f1; }) | awk '{s += $1} END {print s}')"
+  size_kib="$( (cd "$ROOT" && { git ls-files -co --exclude-standard -z | du -ck --files0-from=- 2>/dev/null | tail -n1 | cut -f1; du -sk "$KIT/wheels" "$KIT/src" 2>/dev/null | cut -f1; }) | awk '{s += $1} END {print s}')"
   (( size_kib < 60 * 1024 )) || problem "room: the working tree and kit are $((size_kib / 1024)) MiB (a device call carries 64)"
   # the cuda tests exist and are collected (skipped here without a GPU)
   n="$(cd "$ROOT" && "${DRY_PY:-$ROOT/.venv/bin/python}" -m pytest -m cuda tests -q \
