@@ -15,16 +15,18 @@ def _ratios_match(ratios, times):
 def test_benchmark_table(tool):
     out = tool('tools/analysis_tools/benchmark.py',
                'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py', '--repeats', '1',
-               '--batch-sizes', '1', '--train-batch', '2', '--wbf-images', '1', '2').stdout
+               '--batch-sizes', '1', '--train-batch', '2', '--wbf-images', '1', '2',
+               '--mmdet-loss').stdout
     assert 'one process per variant' in out and 'allocator: tuned (MALLOC_MMAP_THRESHOLD_' in out
     header = next(line for line in out.splitlines() if line.startswith('what'))
-    for name in ('S=1', 'S=2 seq', 'S=2 threads', 'S=2 auto', 'threads / S=1', 'auto / S=1'):
+    for name in ('S=1', 'S=1 mmdet-loss', 'S=2 seq', 'S=2 threads', 'S=2 auto',
+                 'threads / S=1', 'auto / S=1', 'S=1 mmdet-loss / S=1'):
         assert name in header
     for row in ('inference, batch 1', 'training step, batch 2'):
         line = next(line for line in out.splitlines() if line.startswith(row))
         times = [float(t) for t in re.findall(r'([\d.]+)ms', line)]
         ratios = [float(r) for r in re.findall(r'([\d.]+)x', line)]
-        assert len(times) == 4 and all(t > 0 for t in times)
+        assert len(times) == 5 and all(t > 0 for t in times)
         assert _ratios_match(ratios, times)
     # WBF: results are compared with ensemble-boxes before timing (exit 1 if not equal)
     wbf = [line.split() for line in out.splitlines()

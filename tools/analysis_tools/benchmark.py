@@ -208,7 +208,7 @@ def _serve(conn, args, variant: tuple) -> None:
         cfg = Config.fromfile(args.config)
         init_default_scope(cfg.get('default_scope', 'mmdet'))
         torch.manual_seed(0)
-        model = _build(cfg, *variant, args.device)
+        model = _build(cfg, *variant[:4], args.device, *variant[4:])
         size = cfg.get('input_size', 300)
         num_classes = cfg.model.bbox_head.head.num_classes
         images = {b: (torch.rand(b, 3, size, size, device=args.device) * 255).to(torch.uint8)
