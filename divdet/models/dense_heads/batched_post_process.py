@@ -48,7 +48,7 @@ def supports_batched(head, cfg) -> Optional[str]:
     return None
 
 
-def _rows(maps: Tensor, channels: int) -> Tensor:
+def level_rows(maps: Tensor, channels: int) -> Tensor:
     """One level's (B, A * channels, H, W) -> (B, H * W * A, channels), SSDHead's order."""
     b = maps.shape[0]
     return maps.permute(0, 2, 3, 1).reshape(b, -1, channels)
@@ -84,12 +84,12 @@ def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict],
 
     scores, labels, anchors, deltas = [], [], [], []
     for level, level_priors in enumerate(priors):
-        cls = _rows(torch.cat([o[0][level] for o in outs]), channels)
+        cls = level_rows(torch.cat([o[0][level] for o in outs]), channels)
         prob = cls.softmax(-1)[..., :num_classes].reshape(rows, -1)  # (B, K * C)
         k = prob.shape[1] if nms_pre is None or nms_pre <= 0 else min(nms_pre, prob.shape[1])
         top, idx = prob.masked_fill(prob <= score_thr, -1.0).topk(k, dim=1)
         anchor, label = idx // num_classes, idx % num_classes
-        box = _rows(torch.cat([o[1][level] for o in outs]), 4)
+        box = level_rows(torch.cat([o[1][level] for o in outs]), 4)
         scores.append(top)
         labels.append(label)
         anchors.append(level_priors[anchor])

@@ -40,6 +40,8 @@ from mmdet.models.losses.smooth_l1_loss import smooth_l1_loss
 from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
+from divdet.models.dense_heads.batched_post_process import level_rows
+
 #: IoU given to padded ground-truth rows and to anchors outside the image: below
 #: anything an IoU (>= 0) or mmdet's ignored anchors (-1) can be.
 _NEVER = -3.0
@@ -233,8 +235,7 @@ def ssd_targets(head, featmap_sizes: Sequence, batch_gt_instances: Sequence,
 
 def flatten_outputs(maps: Sequence[Tensor], channels: int) -> Tensor:
     """Levels of (N, A_l * channels, H_l, W_l) -> (N, A, channels) in SSDHead's anchor order."""
-    n = maps[0].shape[0]
-    return torch.cat([m.permute(0, 2, 3, 1).reshape(n, -1, channels) for m in maps], 1)
+    return torch.cat([level_rows(m, channels) for m in maps], 1)
 
 
 def ssd_losses(head, cls_scores: Tensor, bbox_preds: Tensor, targets: SSDTargets

@@ -160,7 +160,7 @@ class DividedSSDHead(DividedPart):
             head = self.head_of(i)
             outs = self.unmirror(i, outs, batch_data_samples)
             return (head.loss_by_feat(*outs, gt_instances, img_metas, gt_ignore),
-                    self._flatten_cls(outs[0], head.cls_out_channels))
+                    flatten_outputs(outs[0], head.cls_out_channels))
 
     def gather_losses(self, results: Sequence[tuple]) -> dict:
         """The members' :meth:`loss_member` results -> the loss dict of :meth:`loss`."""
@@ -377,12 +377,6 @@ class DividedSSDHead(DividedPart):
         finally:
             for head in heads:
                 del head.get_targets
-
-    @staticmethod
-    def _flatten_cls(cls_scores: Sequence[Tensor], num_outputs: int) -> Tensor:
-        """Levels of (N, A*(C+1), H, W) -> (N, num_anchors, C+1), anchors in SSDHead order."""
-        n = cls_scores[0].shape[0]
-        return torch.cat([s.permute(0, 2, 3, 1).reshape(n, -1, num_outputs) for s in cls_scores], 1)
 
     def predict(self, x: MemberFeats, batch_data_samples: SampleList,
                 rescale: bool = False) -> InstanceList:

@@ -7,7 +7,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 from divdet.models import DividedSSDHead
-from divdet.models.dense_heads.batched_ssd_loss import supports_batched_loss
+from divdet.models.dense_heads.batched_ssd_loss import flatten_outputs, supports_batched_loss
 from tests.conftest import scoped
 from tests.models.dense_heads.test_divided_ssd_head import CHANNELS, _feats
 from tests.models.ssd_factory import HEAD, TEST_CFG, TRAIN_CFG, data_samples
@@ -143,7 +143,7 @@ def test_ties_in_the_negative_losses():
     for key in ours:
         torch.testing.assert_close(ours[key], theirs[key].reshape(()), rtol=1e-6, atol=1e-7)
     flat = [torch.autograd.grad(d['loss_cls'], cls, retain_graph=True) for d in (ours, theirs)]
-    flat = [head._flatten_cls(list(f), 4) for f in flat]  # (N, A, C + 1)
+    flat = [flatten_outputs(list(f), 4) for f in flat]  # (N, A, C + 1)
     for a, b in zip(*flat):
         torch.testing.assert_close(a.sum(0), b.sum(0), rtol=1e-5, atol=1e-7)
         assert int(a.abs().sum(-1).gt(0).sum()) == int(b.abs().sum(-1).gt(0).sum())
