@@ -68,9 +68,9 @@ declare -A LIMIT=([install]=60 [build]=480 [test]=180 [ops]=120 [bench]=360 [tra
 declare -A PLAN=(
   [install]="$PY -m pip install --no-index --no-deps --no-compile --target $SITE .gpu/wheels/*.whl"
   [build]="mmcv $MMCV_VERSION ops (MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=<this GPU>, -O1, C++20) in $MMCV_SRC; $PY setup.py build_ext --inplace (divdet's WBF kernel)"
-  [test]="$PY -m pytest -m cuda tests -q -p no:cacheprovider"
+  [test]="$PY -m pytest -m cuda tests -q -p no:cacheprovider -o addopts=-ra"
   [ops]="$PY tools/analysis_tools/benchmark.py $DEMO --ops --device cuda --batch-sizes 2 8 32"
-  [bench]="$BENCH_AMP; $BENCH_FP32; $WBF"
+  [bench]="$BENCH_AMP; echo; $BENCH_FP32; echo; $WBF"
   [train]="$PY tools/misc/make_shapes.py --out data/shapes; $PY tools/train.py $DEMO --amp --cfg-options train_cfg.max_epochs=2 ...; $PY tools/test.py $DEMO CKPT"
 )
 
@@ -194,13 +194,13 @@ if want build; then
   run_step build build_mmcv
 fi
 if want test; then
-  run_step test "$PY -m pytest -m cuda tests -q -p no:cacheprovider -o addopts='-ra'"
+  run_step test "${PLAN[test]}"
 fi
 if want ops; then
   run_step ops "${PLAN[ops]}"
 fi
 if want bench; then
-  run_step bench "$BENCH_AMP; echo; $BENCH_FP32; echo; $WBF"
+  run_step bench "${PLAN[bench]}"
 fi
 if want train; then
   export -f train_demo; export DEMO
