@@ -32,6 +32,7 @@ from divdet.fusion import wbf
 from divdet.fusion.wbf import CONF_TYPES, check_fusion_input
 from divdet.models.utils.nms import nms
 from divdet.utils.errors import ConfigError, FusionInputError
+from divdet.utils.segments import first_of_each
 
 #: With ``WeightedBoxesFusion(device='auto')`` and no C++ kernel built, batches up
 #: to this many images are fused on the host by the torch code. Measured on an H100
@@ -232,10 +233,7 @@ class WeightedBoxesFusion(BaseFuser):
             self.conf_type, self.allows_overflow)
         fused_counts = fused_counts.tolist()
         if max_per_img is not None and max(fused_counts, default=0) > max_per_img:
-            counts_t = torch.tensor(fused_counts)
-            rank = torch.arange(int(counts_t.sum())) - (
-                counts_t.cumsum(0) - counts_t).repeat_interleave(counts_t)
-            keep = (rank < max_per_img).to(device, non_blocking=True)
+            keep = first_of_each(fused_counts, max_per_img).to(device, non_blocking=True)
             out_boxes, out_scores, out_labels = out_boxes[keep], out_scores[keep], out_labels[keep]
             fused_counts = [min(c, max_per_img) for c in fused_counts]
         out_image = torch.arange(len(results)).repeat_interleave(torch.tensor(fused_counts))

@@ -30,6 +30,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 from torchvision.ops import nms as tv_nms
 
+from divdet.utils.segments import first_of_each
+
 
 def supports_batched(head, cfg) -> Optional[str]:
     """None if :func:`batched_post_process` computes ``head``'s results, else why not."""
@@ -127,14 +129,10 @@ def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict],
             for n, b, s in zip(counts, shifted.split(counts), scores.split(counts))]
     found = [len(k) for k in kept]
     sizes = [min(k, max_per_img) if max_per_img else k for k in found]
-    # rows' offsets and each kept box's rank in its row, built on the host: one
+    # rows' offsets and the first max_per_img of each row, built on the host: one
     # gather for all rows instead of a slice and an add per row
-    starts = torch.tensor([0] + counts[:-1]).cumsum(0)
-    found_t = torch.tensor(found)
-    offset = starts.repeat_interleave(found_t)
-    rank = torch.arange(int(found_t.sum())) - (found_t.cumsum(0) - found_t).repeat_interleave(
-        found_t)
-    take = (rank < max_per_img) if max_per_img else torch.ones_like(rank, dtype=torch.bool)
+    offset = torch.tensor([0] + counts[:-1]).cumsum(0).repeat_interleave(torch.tensor(found))
+    take = first_of_each(found, max_per_img or None)
     kept = (torch.cat(kept) + offset.to(device, non_blocking=True))[
         take.to(device, non_blocking=True)]
     results = [InstanceData(bboxes=b, scores=s, labels=lab) for b, s, lab in zip(
