@@ -378,7 +378,8 @@ def bench_ops(cfg: Config, args) -> None:
             data = dict(inputs=list(images), data_samples=samples)
             inputs = model.data_preprocessor(dict(inputs=list(images), data_samples=samples))
             model.eval()
-            _make_busy(model, inputs['inputs'], samples) if args.load == 'busy' else None
+            if args.load == 'busy':
+                _make_busy(model, inputs['inputs'], samples)
 
             def train(model=model, data=data, wrapper=wrapper):
                 model.train()
