@@ -10,17 +10,20 @@ side by side; for divided classifiers, top-1/top-5 of the ensemble and members.
 import argparse
 
 from divdet.apis import (
+    ArgumentParser,
     add_common_args,
     apply_test_args,
     build_runner,
+    dump_metric,
     load_config,
     parse_cli,
     run_main,
+    write_dump,
 )
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a divdet model')
+    parser = ArgumentParser(description='Test (and evaluate) a divdet model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the metrics file')
@@ -38,10 +41,13 @@ def main() -> None:
     cfg = load_config(args.config, args)
     apply_test_args(cfg, args)
     runner = build_runner(cfg)
-    if args.out is not None:
-        from divdet.apis import dump_metric
-        runner.test_evaluator.metrics.append(dump_metric(cfg, args.out))
+    dump = None
+    if args.out is not None:  # written after the metrics: a failed write loses none
+        dump = dump_metric(cfg, args.out)
+        runner.test_evaluator.metrics.append(dump)
     runner.test()
+    if dump is not None:
+        write_dump(dump, args.out)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,8 @@
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+        [--auto-scale-lr] [--overwrite] [--partial-load]
+        [--cfg-options k=v ...] [--launcher pytorch]
 
 Detection configs (``default_scope = 'mmdet'``) and classification configs
 (``default_scope = 'mmpretrain'``) are both served; the config decides.
@@ -10,6 +11,7 @@ Detection configs (``default_scope = 'mmdet'``) and classification configs
 import argparse
 
 from divdet.apis import (
+    ArgumentParser,
     add_common_args,
     apply_train_args,
     build_runner,
@@ -20,7 +22,7 @@ from divdet.apis import (
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a divdet model')
+    parser = ArgumentParser(description='Train a divdet model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true',
@@ -31,6 +33,15 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or, given without a path, from the '
         'latest checkpoint in the work directory')
+    parser.add_argument(
+        '--overwrite', action='store_true',
+        help='start over in a work directory that holds checkpoints of an earlier run '
+        '(they are overwritten); without it such a run is refused')
+    parser.add_argument(
+        '--partial-load', action='store_true',
+        help='fine-tuning: load_from a checkpoint whose neck or head differ; the tensors '
+        'that do not fit stay initialised (listed in a warning). Without it, test, resume '
+        'and load_from refuse any tensor missing, unexpected or of another shape')
     add_common_args(parser)
     return parse_cli(parser)
 

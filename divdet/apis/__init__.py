@@ -1,4 +1,5 @@
 """Shared entry points of divdet's command line tools and demos."""
+from .cli import ArgumentParser, KeyValueAction
 from .runner import (
                      add_common_args,
                      apply_test_args,
@@ -8,9 +9,11 @@ from .runner import (
                      load_config,
                      parse_cli,
                      run_main,
+                     write_dump,
 )
 
 __all__ = [
-    'add_common_args', 'apply_test_args', 'apply_train_args', 'build_runner', 'dump_metric',
-    'load_config', 'parse_cli', 'run_main'
+    'ArgumentParser', 'KeyValueAction', 'add_common_args',
+    'apply_test_args', 'apply_train_args', 'build_runner', 'dump_metric',
+    'load_config', 'parse_cli', 'run_main', 'write_dump'
 ]

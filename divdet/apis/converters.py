@@ -17,12 +17,14 @@ says which tensors do not fit.
 """
 from __future__ import annotations
 
+import io
 import os.path as osp
 import re
 from typing import Callable, Mapping
 
 import torch
 
+from divdet.apis.cli import ArgumentParser
 from divdet.models.utils.safety import describe_mismatch
 from divdet.utils.errors import CheckpointMismatchError, MissingFileError
 
@@ -34,11 +36,24 @@ CIFAR_STEM = {'0': 'conv1', '1': 'bn1'}
 REFERENCE_KEY = re.compile(r'^(?:module\.)?models\.(\d+)\.(.+)$')
 
 
-def unwrap_state_dict(checkpoint: Mapping) -> dict:
-    """The tensors of a checkpoint saved as a state dict or as ``{'state_dict': ...}``."""
+def unwrap_state_dict(checkpoint, path: str = 'the checkpoint') -> dict:
+    """The tensors of a checkpoint saved as a state dict or as ``{'state_dict': ...}``.
+
+    Raises:
+        CheckpointMismatchError: the file holds something else (a list, a tensor)
+            or names that are not all tensors.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointMismatchError(f'{path}: expected a state dict (name -> tensor) or '
+                                      f"{{'state_dict': ...}}, found a {type(checkpoint).__name__}")
     for key in ('state_dict', 'model'):
         if isinstance(checkpoint.get(key), Mapping):
-            return dict(checkpoint[key])
+            checkpoint = checkpoint[key]
+            break
+    bad = [k for k, v in checkpoint.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointMismatchError(f'{path}: expected a state dict of tensors; {len(bad)} '
+                                      f'entries are not (first: {bad[0]!r})')
     return dict(checkpoint)
 
 
@@ -137,33 +152,35 @@ def convert_checkpoint(config: str, src: str, dst: str, rename: Callable[[dict],
     Returns:
         The written state dict.
     """
-    from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner.checkpoint import save_checkpoint
 
+    from divdet.apis.runner import read_config
     from divdet.utils import load_from_local_safe
+    from divdet.utils.files import check_writable, write_output
 
     for path in (config, src):
         if not osp.isfile(path):
             raise MissingFileError(f'{path!r} does not exist')
-    cfg = Config.fromfile(config)
+    check_writable(dst, 'the destination')
+    cfg = read_config(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(cfg.model)
-    state = unwrap_state_dict(load_from_local_safe(src))
+    state = unwrap_state_dict(load_from_local_safe(src), src)
     renamed = rename(state)
     fitted = fit_to_model(renamed, model, source, drop_unused=True)
     meta = dict(converted_from=osp.abspath(src), source=source, config=config,
                 unused=sorted(set(renamed) - set(fitted)),
                 num_members=getattr(model, 'num_members', None),
                 arch=getattr(model.backbone, 'arch', None))
-    save_checkpoint(dict(state_dict=fitted, meta=meta), dst)  # atomic (divdet's local backend)
+    buffer = io.BytesIO()
+    torch.save(dict(state_dict=fitted, meta=meta), buffer)
+    write_output(buffer.getvalue(), dst, 'the destination')
     return fitted
 
 
 def converter_main(rename: Callable[[dict], dict], source: str) -> None:
     """The command line of ``tools/model_converters/*2divdet.py``: CONFIG SRC DST."""
-    import argparse
-    parser = argparse.ArgumentParser(description=f'{source} checkpoint -> divdet')
+    parser = ArgumentParser(description=f'{source} checkpoint -> divdet')
     parser.add_argument('config', help='the divdet config whose model receives the weights')
     parser.add_argument('src', help='the source checkpoint (.pth)')
     parser.add_argument('dst', help='where to write the divdet checkpoint (.pth)')

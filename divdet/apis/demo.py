@@ -57,5 +57,5 @@ def print_rows(rows: list[tuple[str, dict]], fmt: str = '{:>8.3f}') -> None:
 
 def write_json(path: str, obj) -> None:
     """Write JSON atomically (temporary file, fsync, then rename)."""
-    from divdet.utils.checkpoint import atomic_write
-    atomic_write(json.dumps(obj, indent=2).encode(), path)
+    from divdet.utils.files import write_output
+    write_output(json.dumps(obj, indent=2).encode(), path, 'the result file')

@@ -13,16 +13,18 @@ import os
 import os.path as osp
 import re
 import sys
-import tempfile
 from typing import Callable
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from divdet.apis.checks import check_checkpoint, check_config, check_work_dir, resolve_resume
+from divdet.apis.cli import KeyValueAction
 from divdet.utils.allocator import tune_malloc
-from divdet.utils.errors import ConfigError, DivdetError, MissingFileError, brief
+from divdet.utils.errors import ConfigError, DivdetError, MissingFileError, brief, one_line
+from divdet.utils.files import check_output_dir, check_writable
 
 SUPPORTED_SCOPES = ('mmdet', 'mmpretrain')
 
@@ -30,7 +32,7 @@ SUPPORTED_SCOPES = ('mmdet', 'mmpretrain')
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """The options ``tools/train.py`` and ``tools/test.py`` share."""
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=KeyValueAction,
         help='override config settings, key=value pairs, e.g. '
         'train_cfg.max_epochs=2 model.num_members=4')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -62,12 +64,13 @@ def load_config(path: str, args: argparse.Namespace) -> Config:
         ConfigError: if the config's ``default_scope`` is neither mmdet nor
             mmpretrain.
     """
-    if not osp.isfile(path):
-        raise MissingFileError(f'config file {path!r} does not exist')
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f'--cfg-options: {one_line(err)}') from None
     scope = cfg.get('default_scope', 'mmdet')
     if scope not in SUPPORTED_SCOPES:
         raise ConfigError(f'{path}: default_scope must be one of {SUPPORTED_SCOPES}, '
@@ -80,6 +83,28 @@ def load_config(path: str, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile`` with a broken config (syntax error, missing ``_base_``) as one line.
+
+    Raises:
+        MissingFileError: the file or one of its ``_base_`` files does not exist.
+        ConfigError: the file is not a valid config.
+    """
+    if not osp.isfile(path):
+        raise MissingFileError(f'config file {path!r} does not exist')
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:
+        name = err.filename if err.filename and not err.filename.startswith('<') else path
+        where = f'{name}, line {err.lineno}' if err.lineno else path
+        raise ConfigError(f'config {where}: {err.msg}') from None
+    except FileNotFoundError as err:
+        raise MissingFileError(f'config {path!r}: {one_line(err)} (a _base_ file?)') from None
+    except (KeyError, ValueError, TypeError, AttributeError, ImportError, NameError) as err:
+        raise ConfigError(f'config {path!r} cannot be read: {type(err).__name__}: '
+                          f'{one_line(err)}') from None
 
 
 def use_safe_checkpoint_hook(cfg: Config) -> None:
@@ -128,7 +153,10 @@ def configure_distributed(cfg: Config) -> None:
 
 
 def apply_train_args(cfg: Config, args: argparse.Namespace) -> None:
-    """Apply ``--amp``, ``--auto-scale-lr`` and ``--resume`` to ``cfg`` in place."""
+    """Apply ``--amp``, ``--auto-scale-lr``, ``--resume``, ``--overwrite`` and
+    ``--partial-load`` to ``cfg`` in place, and check the config and the
+    checkpoint it resumes or loads (:mod:`divdet.apis.checks`) before anything
+    is written."""
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
@@ -137,14 +165,25 @@ def apply_train_args(cfg: Config, args: argparse.Namespace) -> None:
             raise ConfigError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=N)` '
                              'in the config; none was found')
         cfg.auto_scale_lr.enable = True
+    check_config(cfg, 'train')
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = resolve_resume(cfg)
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise MissingFileError(f'--resume checkpoint {args.resume!r} does not exist')
         cfg.resume = True
         cfg.load_from = args.resume
+    resuming = bool(cfg.get('resume')) and cfg.get('load_from') is not None
+    check_work_dir(cfg, resume=resuming, overwrite=getattr(args, 'overwrite', False))
+    cfg.partial_load = bool(getattr(args, 'partial_load', False))
+    if cfg.partial_load and resuming:
+        raise ConfigError('--partial-load is for fine-tuning from load_from; a resumed run '
+                          'needs the whole checkpoint')
+    if cfg.get('load_from'):
+        if not osp.isfile(cfg.load_from):
+            raise MissingFileError(f'load_from checkpoint {cfg.load_from!r} does not exist')
+        check_checkpoint(cfg, cfg.load_from, 'resume' if resuming else 'load')
 
 
 def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
@@ -156,6 +195,8 @@ def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ConfigError(f'--out must name a .pkl file, found {args.out!r}')
         check_writable(args.out, '--out')
+    check_config(cfg, 'test')
+    check_checkpoint(cfg, args.checkpoint, 'test')
     if not (args.show or args.show_dir):
         return
     hooks = cfg.get('default_hooks', {})
@@ -174,53 +215,40 @@ def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
         vis.out_dir = args.show_dir
 
 
-def check_writable(path: str, what: str) -> None:
-    """Fail now, not after inference and evaluation, if ``path`` cannot be written.
-
-    Creates the missing folders of ``path`` (as the writer would) and checks
-    that a file can be created in the folder.
-
-    Raises:
-        ConfigError: the folder cannot be created or is not writable.
-    """
-    folder = osp.dirname(osp.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f'{what} {path!r}: cannot create the folder {folder!r} '
-                          f'({err.strerror or err})') from None
-    if osp.isdir(path):
-        raise ConfigError(f'{what} {path!r} is a folder; expected a file name')
-    try:
-        fd, probe = tempfile.mkstemp(prefix='.divdet-write-check.', dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise ConfigError(f'{what} {path!r}: cannot write in {folder!r} '
-                          f'({err.strerror or err})') from None
-
-
 def dump_metric(cfg: Config, out: str) -> BaseMetric:
-    """The metric that dumps raw predictions to ``out`` for the config's scope."""
-    if cfg.default_scope == 'mmdet':
-        from mmdet.evaluation import DumpDetResults
-        return DumpDetResults(out_file_path=out)
-    from mmengine.evaluator import DumpResults
-    return DumpResults(out_file_path=out)
+    """The metric that collects raw predictions for ``out`` (written by :func:`write_dump`
+    after the metrics, so a failed write loses no metrics)."""
+    from divdet.evaluation.metrics.dump import collecting_dump_metric
+    return collecting_dump_metric(cfg.default_scope, out)
+
+
+def write_dump(metric: BaseMetric, out: str) -> None:
+    """Write what ``metric`` collected to ``out`` (main process; atomic; one-line errors)."""
+    from divdet.evaluation.metrics.dump import write_collected
+    write_collected(metric, out)
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Build the runner (``runner_type`` from the registry if the config sets one)."""
+    """Build the runner (``runner_type`` from the registry if the config sets one).
+
+    The work directory is checked first (a file, or a folder that cannot be
+    created or written, is one line). A divided model refuses a checkpoint that
+    does not fit it whole, unless the config sets ``partial_load``
+    (``tools/train.py --partial-load``).
+    """
     from mmdet.utils import setup_cache_size_limit_of_dynamo
+    check_output_dir(cfg.work_dir, 'work_dir')
     setup_cache_size_limit_of_dynamo()
     backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
     if cfg.get('launcher') == 'pytorch' and backend == 'gloo':
         import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    model = getattr(runner.model, 'module', runner.model)
+    if hasattr(model, 'partial_checkpoint'):
+        model.partial_checkpoint = bool(cfg.get('partial_load', False))
+    return runner
 
 
 def run_main(main: Callable[[], None]) -> None:

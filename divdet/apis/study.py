@@ -64,6 +64,7 @@ class Study:
     seeds: list[int]
     variants: dict[str, list[str]] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
+    metric: str = METRICS['mmdet']  #: the metric a finished run's test must report
 
     def runs(self) -> list[Run]:
         names = [DEFAULT_VARIANT] + [v for v in self.variants if v != DEFAULT_VARIANT]
@@ -129,23 +130,46 @@ def execute(study: Study, run: Run, root: str) -> dict:
     test_dir = osp.join(work, 'test')
     _tool(['tools/test.py', study.config, checkpoint, '--work-dir', test_dir,
            '--cfg-options', *options], log, root)
+    metrics = latest_metrics(test_dir)
+    if study.metric not in metrics:
+        raise ConfigError(f'{run.variant} S={run.num_members} seed {run.seed}: the test reported '
+                          f'no {study.metric!r} (it reported {sorted(metrics)}); check the '
+                          f'config\'s evaluator and test_cfg (log {log})')
     result = dict(variant=run.variant, num_members=run.num_members, seed=run.seed,
                   overrides=options, checkpoint=checkpoint,
-                  minutes=round((time.time() - start) / 60, 2),
-                  metrics=latest_metrics(test_dir))
+                  minutes=round((time.time() - start) / 60, 2), metrics=metrics)
     write_json(osp.join(work, 'result.json'), result)
     return result
 
 
 def finished(study: Study) -> dict[Run, dict]:
-    """The runs whose ``result.json`` exists, with their results."""
+    """The runs whose ``result.json`` exists and holds the study's metric, with their results.
+
+    A result file that cannot be read (truncated, not JSON) or lacks the metric
+    is reported in one line and its run counts as not finished: it is run again
+    (resuming from its last checkpoint).
+    """
     done = {}
     for run in study.runs():
         path = osp.join(study.run_dir(run), 'result.json')
-        if osp.isfile(path):
-            with open(path) as f:
-                done[run] = json.load(f)
+        if not osp.isfile(path):
+            continue
+        result = read_json(path)
+        if not isinstance(result, dict) or study.metric not in (result.get('metrics') or {}):
+            print(f'study: {path} is incomplete (no {study.metric!r}); the run is done again',
+                  flush=True)
+            continue
+        done[run] = result
     return done
+
+
+def read_json(path: str, default=None):
+    """A JSON file's content, or ``default`` if it cannot be read or parsed."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
 
 
 def _mean_std(values: list[float]) -> tuple:

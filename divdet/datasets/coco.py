@@ -85,6 +85,9 @@ class CheckedCOCO(COCO):
         except UnicodeDecodeError as err:
             raise AnnotationError(f'annotation file {annotation_file!r} is not UTF-8 text '
                                   f'({err.reason} at byte {err.start})') from None
+        except OSError as err:
+            raise AnnotationError(f'annotation file {annotation_file!r} cannot be read '
+                                  f'({err.strerror or one_line(err)})') from None
         self._validate(dataset, annotation_file)
         self._fill_defaults(dataset, annotation_file)
         super().__init__(None)
@@ -120,6 +123,19 @@ class CheckedCOCO(COCO):
                 raise AnnotationError(
                     f'{path}: {len(repeated)} {section[:-1]} id(s) appear more than once '
                     f'({first_items(repeated, 5)}); every {section[:-1]} needs its own id')
+        for i, img in enumerate(dataset['images']):
+            bad = {k: img[k] for k in ('width', 'height') if isinstance(img[k], bool) or
+                   not isinstance(img[k], (int, float)) or not img[k] > 0}
+            if bad:
+                raise AnnotationError(f"{path}: images[{i}] (id {img['id']!r}) has {bad}; width "
+                                      'and height must be positive numbers of pixels')
+        images = {img['id']: img for img in dataset['images']}
+        orphans = [ann['id'] for ann in dataset['annotations'] if ann['image_id'] not in images]
+        if orphans:
+            raise AnnotationError(
+                f'{path}: {len(orphans)} annotations have an image_id that is not an image of the '
+                f'file (annotation ids {first_items(orphans, 5)}); their boxes would be dropped')
+        _check_box_format(dataset['annotations'], images, path)
 
     @staticmethod
     def _fill_defaults(dataset, path: str) -> None:
@@ -175,6 +191,31 @@ def _repeated(values) -> list:
             repeated.append(value)
         seen.add(value)
     return repeated
+
+
+#: more than this fraction of a file's boxes past their image's right or bottom edge
+#: means the boxes are not COCO's [x, y, width, height]
+PAST_EDGE_FRACTION = 0.5
+
+
+def _check_box_format(annotations: list, images: dict, path: str) -> None:
+    """Refuse a file whose boxes mostly run past their image: boxes written as
+    (x1, y1, x2, y2) instead of COCO's (x, y, width, height) look like that, and
+    would otherwise be clipped or dropped one by one with a generic warning."""
+    past, counted = [], 0
+    for ann in annotations:
+        img = images[ann['image_id']]
+        if not _is_box(ann['bbox']) or not isinstance(img.get('width'), (int, float)):
+            continue
+        counted += 1
+        x, y, w, h = ann['bbox']
+        if x + w > img['width'] + 1 or y + h > img['height'] + 1:
+            past.append(ann['id'])
+    if counted >= 4 and len(past) > PAST_EDGE_FRACTION * counted:
+        raise AnnotationError(
+            f'{path}: {len(past)} of {counted} boxes run past the right or bottom edge of their '
+            f'image (annotation ids {first_items(past, 5)}): the file is probably not COCO '
+            '[x, y, width, height] (boxes written as [x1, y1, x2, y2]?)')
 
 
 def _is_box(bbox) -> bool:

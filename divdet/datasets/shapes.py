@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from divdet.utils.errors import OutputError
+from divdet.utils.files import atomic_write, check_output_dir
 
 CLASSES = ('circle', 'square', 'triangle')
 #: Classes of the 'hard' preset: shape x texture (filled or outline).
@@ -103,13 +105,6 @@ def _clutter(rng: np.random.Generator, img: np.ndarray) -> None:
             img[:] = np.clip(img + blob * shift, 0, 255).astype(np.uint8)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.part')
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _object_color(rng: np.random.Generator, img: np.ndarray, box) -> tuple:
     """A random colour; one object in four is only ~40-70 grey levels off its
     background (low contrast)."""
@@ -160,6 +155,18 @@ def _hard_image(rng: np.random.Generator, h: int, w: int, count) -> tuple:
 
 def _write_dataset(root, classes: tuple, make_image, num_train: int, num_val: int, size: int,
                    max_objects: int, empty_fraction: float, seed: int) -> dict[str, Path]:
+    """Write the dataset; a folder that cannot be written is one :class:`OutputError`."""
+    check_output_dir(root, 'the dataset folder')
+    try:
+        return _write_files(root, classes, make_image, num_train, num_val, size, max_objects,
+                            empty_fraction, seed)
+    except OSError as err:
+        raise OutputError(f'the dataset folder {str(root)!r} could not be written '
+                          f'({err.strerror or err})') from None
+
+
+def _write_files(root, classes: tuple, make_image, num_train: int, num_val: int, size: int,
+                 max_objects: int, empty_fraction: float, seed: int) -> dict[str, Path]:
     root = Path(root)
     rng = np.random.default_rng(seed)
     (root / 'annotations').mkdir(parents=True, exist_ok=True)
@@ -178,13 +185,15 @@ def _write_dataset(root, classes: tuple, make_image, num_train: int, num_val: in
                                         iscrowd=0))
                 ann_id += 1
             name = f'{i:06d}.jpg'
-            if not cv2.imwrite(str(root / split / name), img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
-                raise OSError(f'could not write {root / split / name}')
+            ok, encoded = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            if not ok:
+                raise OSError(f'could not encode {root / split / name}')
+            atomic_write(encoded.tobytes(), root / split / name)
             images.append(dict(id=i + 1, file_name=name, width=w, height=h))
         coco = dict(images=images, annotations=annotations,
                     categories=[dict(id=k + 1, name=c) for k, c in enumerate(classes)])
         out[split] = root / 'annotations' / f'instances_{split}.json'
-        _write_atomic(out[split], json.dumps(coco))
+        atomic_write(json.dumps(coco).encode(), out[split])
     return out
 
 

@@ -32,6 +32,7 @@ from divdet.fusion import wbf
 from divdet.fusion.wbf import CONF_TYPES, check_fusion_input
 from divdet.models.utils.nms import nms
 from divdet.utils.errors import ConfigError, FusionInputError
+from divdet.utils.ranges import check_post_processing
 from divdet.utils.segments import first_of_each
 
 #: With ``WeightedBoxesFusion(device='auto')`` and no C++ kernel built, batches up
@@ -189,6 +190,8 @@ class WeightedBoxesFusion(BaseFuser):
         if device not in ('auto', 'same', 'cpu'):
             raise ConfigError(f"WeightedBoxesFusion: device must be 'auto', 'same' or 'cpu', "
                               f'found {device!r}')
+        check_post_processing(dict(iou_thr=iou_thr, skip_box_thr=skip_box_thr),
+                              'WeightedBoxesFusion')
         self.iou_thr = float(iou_thr)
         self.skip_box_thr = float(skip_box_thr)
         self.conf_type = conf_type
@@ -262,6 +265,7 @@ class NMSFusion(BaseFuser):
 
     def __init__(self, weights: Optional[Sequence[float]] = None, iou_thr: float = 0.5) -> None:
         super().__init__(weights)
+        check_post_processing(dict(iou_thr=iou_thr), 'NMSFusion')
         self.iou_thr = float(iou_thr)
 
     def fuse_image(self, results, img_shape) -> InstanceData:
@@ -295,6 +299,8 @@ class SoftNMSFusion(BaseFuser):
         if method not in self.METHODS:
             raise ConfigError(f'SoftNMSFusion: method must be one of {self.METHODS}, '
                               f'found {method!r}')
+        check_post_processing(dict(iou_thr=iou_thr, sigma=sigma, min_score=min_score),
+                              'SoftNMSFusion')
         self.iou_thr, self.sigma, self.min_score = float(iou_thr), float(sigma), float(min_score)
         self.method = method
 

@@ -118,15 +118,81 @@ def _from_json(path: str) -> Detections:
     boxes, scores = np.empty((n, 4)), np.empty(n)
     for i, e in enumerate(entries):
         try:
-            img_ids[i], cat_ids[i] = int(e['image_id']), int(e['category_id'])
-            x, y, w, h = (float(v) for v in e['bbox'])
+            img_ids[i], cat_ids[i] = _integer(e['image_id']), _integer(e['category_id'])
+            x, y, w, h = (_number(v) for v in e['bbox'])
             boxes[i] = (x, y, x + w, y + h)
-            scores[i] = float(e['score'])
+            scores[i] = _number(e['score'])
         except (KeyError, TypeError, ValueError):
             raise FusionInputError(f'{path}: entry {i} is not a detection {{image_id, '
-                                   f'category_id, bbox: [x, y, w, h], score}}: {e!r}') from None
+                                   'category_id (integers), bbox: [x, y, w, h], score '
+                                   f'(numbers)}}: {e!r}') from None
+        if np.isfinite((w, h, scores[i])).all() and (w < 0 or h < 0 or not 0 <= scores[i] <= 1):
+            raise FusionInputError(f'{path}: entry {i} (image {img_ids[i]}) has a negative '
+                                   'width or height or a score outside [0, 1]: '
+                                   f'bbox {e["bbox"]!r}, score {e["score"]!r}')
     _check_finite(path, boxes, scores, img_ids)
     return _grouped(osp.basename(path), img_ids, boxes, scores, cat_ids)
+
+
+def _integer(value) -> int:
+    """An id: an integer (not a bool, not a float such as 1.5)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(value)
+    return int(value)
+
+
+def _number(value) -> float:
+    """A coordinate or score: an int or float (not a bool or a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(value)
+    return float(value)
+
+
+def label_categories(path: str, coco, classes: Optional[Sequence[str]],
+                     saved: Optional[Sequence[str]]) -> list[int]:
+    """The category id of each label of a pickle, matched by class name.
+
+    The labels index the classes of the config that made the pickle
+    (``tools/test.py --out`` stores them in every sample); ``--classes`` gives
+    them for pickles without; else the annotation file's categories in file
+    order (what mmdet's ``CocoDataset`` uses when its classes are all of them).
+
+    Raises:
+        FusionInputError: ``--classes`` disagrees with the pickle's classes, or
+            a class is not a category of the annotation file.
+    """
+    if saved is not None and classes and tuple(classes) != tuple(saved):
+        raise FusionInputError(f'{path}: its labels index the classes {tuple(saved)} (saved by '
+                               f'tools/test.py --out), --classes gives {tuple(classes)}')
+    names = saved if saved is not None else classes
+    if not names:
+        return [c['id'] for c in coco.dataset['categories']]
+    by_name = {c['name']: c['id'] for c in coco.dataset['categories']}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise FusionInputError(f'{path}: the classes {missing} are not categories of the '
+                               f'annotation file ({sorted(by_name)})')
+    return [by_name[n] for n in names]
+
+
+def _check_same_image(path: str, coco, index: int, sample: dict, img: int) -> None:
+    """A pickle's sample must be the annotation file's image of its id (same file
+    name and size), not an image of another split that shares the id."""
+    info = coco.imgs.get(img)
+    if info is None:
+        return  # reported with the other unknown ids
+    img_path, shape = sample.get('img_path'), sample.get('ori_shape')
+    if img_path and info.get('file_name') and \
+            osp.basename(str(img_path)) != osp.basename(str(info['file_name'])):
+        raise FusionInputError(f'{path}: sample {index} (image id {img}) is {img_path!r}, the '
+                               f"annotation file's image {img} is {info['file_name']!r}: the "
+                               'results are of another split or data set')
+    if shape is not None and 'height' in info and \
+            tuple(int(v) for v in tuple(shape)[:2]) != (info['height'], info['width']):
+        raise FusionInputError(f'{path}: sample {index} (image id {img}) has size '
+                               f'{tuple(shape)[:2]}, the annotation file says '
+                               f"{(info['height'], info['width'])}: the results are of another "
+                               'split or data set')
 
 
 def _from_pickle(path: str, coco, classes) -> Detections:
@@ -135,12 +201,13 @@ def _from_pickle(path: str, coco, classes) -> Detections:
         samples = mmengine.load(path)
     except Exception as err:  # noqa: BLE001 (any unpickling failure is a bad file)
         raise FusionInputError(f'{path}: not a tools/test.py --out pickle ({err})') from None
-    if classes:
-        cat_of_label = coco.get_cat_ids(cat_names=list(classes))
-    else:
-        cat_of_label = [c['id'] for c in coco.dataset['categories']]
+    if not isinstance(samples, list):
+        raise FusionInputError(f'{path}: expected a list of samples (tools/test.py --out), '
+                               f'found a {type(samples).__name__}')
+    saved = samples[0].get('classes') if samples and isinstance(samples[0], dict) else None
+    cat_of_label = label_categories(path, coco, classes, saved)
     parts = []
-    for i, s in enumerate(samples if isinstance(samples, list) else []):
+    for i, s in enumerate(samples):
         try:
             pred = s['pred_instances']
             b = np.asarray(pred['bboxes'], dtype=np.float64).reshape(-1, 4)
@@ -150,14 +217,12 @@ def _from_pickle(path: str, coco, classes) -> Detections:
         except (KeyError, TypeError, ValueError):
             raise FusionInputError(f'{path}: sample {i} has no pred_instances with bboxes, '
                                    'scores and labels, or no img_id') from None
+        _check_same_image(path, coco, i, s, img)
         if len(lab) and (lab.min() < 0 or lab.max() >= len(cat_of_label)):
             raise FusionInputError(f'{path}: image {img} has label {int(lab.max())}, but there '
                                    f'are {len(cat_of_label)} classes; the results come from '
                                    'another category set (or give --classes)')
         parts.append((np.full(len(sc), img), b, sc, np.asarray(cat_of_label)[lab]))
-    if not isinstance(samples, list):
-        raise FusionInputError(f'{path}: expected a list of samples (tools/test.py --out), '
-                               f'found a {type(samples).__name__}')
     img_ids, boxes, scores, cat_ids = (np.concatenate([p[k] for p in parts]) if parts else
                                        np.zeros((0, 4) if k == 1 else 0) for k in range(4))
     _check_finite(path, boxes, scores, img_ids)
@@ -244,6 +309,9 @@ def tune(models, fuser_cfg: dict, coco, weights_values, iou_values, build) -> di
         dict(best=dict(weights, iou_thr, tune_mAP, held_out_mAP), trials=[...] best first).
     """
     ids = sorted(coco.getImgIds())
+    if len(ids) < 2:
+        raise FusionInputError(f'tuning needs at least 2 images (one half to choose on, the '
+                               f'other to report), the annotation file has {len(ids)}')
     tune_ids, held_out = ids[0::2], ids[1::2]
     has_iou = 'iou_thr' in build(dict(fuser_cfg)).__dict__
     trials = []

@@ -7,4 +7,5 @@ from .detectors import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403
+from .test_time_augs import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403

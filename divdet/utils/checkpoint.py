@@ -14,10 +14,8 @@ interrupted save never leaves a half-written file behind.
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
@@ -28,6 +26,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from divdet.utils.errors import DivdetError
+from divdet.utils.files import atomic_write
 
 
 def _numpy_globals() -> list:
@@ -168,24 +167,3 @@ class AtomicLocalBackend(LocalBackend):
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
         """Write the text ``obj`` to ``filepath`` atomically."""
         atomic_write(obj.encode(encoding), filepath)
-
-
-def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
-    """Write ``data`` to ``filepath``: temporary file, fsync, then rename."""
-    folder = osp.dirname(osp.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', suffix='.part',
-                               dir=folder)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; match open()
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -48,6 +48,10 @@ class CheckpointWriteError(DivdetError, OSError):
     """A checkpoint could not be written (full disk, quota, read-only folder)."""
 
 
+class OutputError(DivdetError, OSError):
+    """A result file or folder cannot be written (full disk, read-only, a folder, under a file)."""
+
+
 class FusionInputError(DivdetError, ValueError):
     """Detections to fuse are not finite, or a fusion weight is not positive."""
 

@@ -159,6 +159,16 @@ def test_bad_result_files_name_the_file_and_the_problem(data, tmp_path):
         'entry': ([dict(image_id=100, category_id=3, bbox=[1, 2, 3])],
                   'entry 0 is not a detection'),
         'object': (dict(a=1), 'expected a list of detections'),
+        'negative': ([dict(entries[0], bbox=[10, 10, -5, 4])] + entries[1:],
+                     r'entry 0 \(image 100\) has a negative width or height or a score outside'),
+        'score': ([dict(entries[0], score=1.5)] + entries[1:],
+                  r'entry 0 \(image 100\) has a negative width or height or a score outside'),
+        'floatid': ([dict(entries[0], image_id=100.5)] + entries[1:],
+                    r'entry 0 is not a detection \{image_id, category_id \(integers\)'),
+        'floatcat': ([dict(entries[0], category_id=1.0)] + entries[1:],
+                     r'entry 0 is not a detection'),
+        'booleanscore': ([dict(entries[0], score=True)] + entries[1:],
+                         r'entry 0 is not a detection'),
     }
     for name, (content, message) in cases.items():
         path = tmp_path / f'{name}.json'
@@ -195,3 +205,86 @@ def test_tuning_reports_the_best_setting_and_its_held_out_ap(data):
     held = fuse_detections(models, WeightedBoxesFusion(weights=best['weights'],
                                                        iou_thr=best['iou_thr']), coco, ids)
     assert best['held_out_mAP'] == pytest.approx(evaluate(held, coco, ids)['bbox_mAP'])
+
+
+def _reordered(ann, tmp_path):
+    """The annotation file with its categories listed in another order."""
+    data = json.loads(ann.read_text())
+    data['categories'] = data['categories'][::-1]
+    path = tmp_path / 'reordered.json'
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _config_pickle(entries, coco, path, classes, saved: bool):
+    """A tools/test.py --out pickle whose labels index the config's ``classes``."""
+    by_name = {c['id']: c['name'] for c in coco.dataset['categories']}
+    samples = []
+    for img_id in sorted(coco.getImgIds()):
+        mine = [r for r in entries if r['image_id'] == img_id]
+        info = coco.imgs[img_id]
+        sample = dict(img_id=img_id, img_path=f"data/val/{info['file_name']}",
+                      ori_shape=(info['height'], info['width']), pred_instances=dict(
+                          bboxes=torch.tensor([[x, y, x + w, y + h] for x, y, w, h in
+                                               (r['bbox'] for r in mine)]).reshape(-1, 4),
+                          scores=torch.tensor([r['score'] for r in mine]),
+                          labels=torch.tensor([classes.index(by_name[r['category_id']])
+                                               for r in mine])))
+        if saved:
+            sample['classes'] = tuple(classes)
+        samples.append(sample)
+    mmengine.dump(samples, str(path))
+    return path
+
+
+@pytest.mark.parametrize('how', ['saved', '--classes'])
+def test_pickle_labels_are_matched_to_categories_by_name(data, tmp_path, how):
+    """The config's classes in another order than the file's categories: the labels
+    still go to the right categories (the pickle's AP equals its JSON twin's)."""
+    ann, _, files = data
+    coco = CheckedCOCO(str(_reordered(ann, tmp_path)))
+    entries = json.loads(files[0].read_text())
+    classes = ['circle', 'square', 'triangle']  # the config's order; the file lists them reversed
+    pkl = _config_pickle(entries, coco, tmp_path / 'model.pkl', classes, saved=how == 'saved')
+    det = load_detections(str(pkl), coco, classes if how == '--classes' else None)
+    twin = load_detections(str(files[0]), coco)
+    assert evaluate(det, coco)['bbox_mAP'] == pytest.approx(evaluate(twin, coco)['bbox_mAP'],
+                                                            abs=1e-6)
+    assert evaluate(det, coco)['bbox_mAP'] > 0.3
+
+
+def test_pickle_classes_disagreeing_with_the_given_classes_are_refused(data, tmp_path):
+    ann, coco, files = data
+    entries = json.loads(files[0].read_text())
+    pkl = _config_pickle(entries, coco, tmp_path / 'model.pkl', ['circle', 'square', 'triangle'],
+                         saved=True)
+    with pytest.raises(FusionInputError, match=r"its labels index the classes \('circle', "
+                                               r"'square', 'triangle'\).*--classes gives"):
+        load_detections(str(pkl), coco, ['square', 'circle', 'triangle'])
+
+
+@pytest.mark.parametrize('what', ['img_path', 'ori_shape'])
+def test_pickle_of_another_split_is_refused(data, tmp_path, what):
+    _, coco, files = data
+    entries = json.loads(files[0].read_text())
+    pkl = _config_pickle(entries, coco, tmp_path / 'model.pkl', ['circle', 'square', 'triangle'],
+                         saved=True)
+    samples = mmengine.load(str(pkl))
+    samples[3][what] = 'other/000003.jpg' if what == 'img_path' else (7, 9)
+    mmengine.dump(samples, str(pkl))
+    with pytest.raises(FusionInputError, match=r'sample 3 \(image id 103\).*another split'):
+        load_detections(str(pkl), coco)
+
+
+def test_tuning_needs_two_images(tmp_path):
+    ann = make_annotations(tmp_path / 'one.json', num_images=1)
+    coco = CheckedCOCO(str(ann))
+    det = load_detections(str(_write(tmp_path / 'r.json', make_results(ann, 1.0, 0))), coco)
+    with pytest.raises(FusionInputError, match='tuning needs at least 2 images'):
+        tune([det, det], dict(type='WeightedBoxesFusion'), coco, [1], [0.5],
+             lambda cfg: WeightedBoxesFusion(**{k: v for k, v in cfg.items() if k != 'type'}))
+
+
+def _write(path, content):
+    path.write_text(json.dumps(content))
+    return path

@@ -57,7 +57,6 @@ as the tools run), ``default`` (glibc's defaults; also ``--default-malloc``),
 """
 from __future__ import annotations
 
-import argparse
 import os
 import os.path as osp
 import statistics
@@ -76,6 +75,7 @@ from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import divdet  # noqa: E402,F401
+from divdet.apis.cli import ArgumentParser  # noqa: E402
 from divdet.apis.complexity import count_ops  # noqa: E402
 from divdet.utils.allocator import ALLOCATORS, allocator_env  # noqa: E402
 
@@ -486,7 +486,7 @@ def _bench_wbf_case(args, num_images: int, num_members: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8])

@@ -29,11 +29,12 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from divdet.apis import run_main  # noqa: E402
+from divdet.apis.cli import ArgumentParser  # noqa: E402
 from divdet.utils.errors import MissingFileError  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', nargs='?')
     parser.add_argument('--splits', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -62,11 +63,12 @@ def main() -> None:
         raise MissingFileError('a study needs CONFIG and --work-dir')
     if not osp.isfile(args.config):
         raise MissingFileError(f'config file {args.config!r} does not exist')
-    from mmengine.config import Config
-    scope = Config.fromfile(args.config).get('default_scope', 'mmdet')
+
+    from divdet.apis.runner import read_config
+    scope = read_config(args.config).get('default_scope', 'mmdet')
     metric = st.METRICS[scope]
     study = st.Study(args.config, args.work_dir, args.splits, args.seeds,
-                     st.parse_variants(args.variant), list(args.cfg_options))
+                     st.parse_variants(args.variant), list(args.cfg_options), metric=metric)
     runs = study.runs()
     done = st.finished(study)
     print(f'study: {len(runs)} runs, {len(done)} already finished, in {args.work_dir}', flush=True)
@@ -80,17 +82,17 @@ def main() -> None:
             config=args.config, metric=metric, splits=args.splits, seeds=args.seeds,
             variants=study.variants, options=study.options, cost=cost, latency_ms=latency,
             rows=rows, runs=[done[r] for r in runs if r in done]))
-        from divdet.utils.checkpoint import atomic_write
+        from divdet.utils.files import atomic_write
         atomic_write(st.markdown(study, rows, metric, len(runs)).encode(),
                      osp.join(args.work_dir, 'study.md'))
         atomic_write(st.plot(rows, metric), osp.join(args.work_dir, 'study.png'))
 
     latency_file = osp.join(args.work_dir, 'latency.json')
-    latency = {}
-    if osp.isfile(latency_file):
-        import json
-        with open(latency_file) as f:
-            latency = json.load(f)
+    latency = st.read_json(latency_file, {}) if osp.isfile(latency_file) else {}
+    if not isinstance(latency, dict) or not all(
+            isinstance(v, (int, float)) for v in latency.values()):
+        print(f'study: {latency_file} is incomplete; the latency is measured again', flush=True)
+        latency = {}
     spent = []
     for run in runs:
         if run in done or args.summary_only:

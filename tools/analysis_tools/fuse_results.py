@@ -31,19 +31,19 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from mmengine.config import DictAction  # noqa: E402
 
 from divdet.apis import run_main  # noqa: E402
+from divdet.apis.cli import ArgumentParser, KeyValueAction  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('ann_file', help='the COCO annotation file of the images')
     parser.add_argument('results', nargs='+', help='COCO result .json or test.py --out .pkl')
     parser.add_argument('--fusion', default='WeightedBoxesFusion',
                         help='a fuser registered in TASK_UTILS')
     parser.add_argument('--weights', type=float, nargs='+', help='one weight per model')
-    parser.add_argument('--fusion-options', nargs='+', action=DictAction, default={},
+    parser.add_argument('--fusion-options', nargs='+', action=KeyValueAction, default={},
                         help='the fuser\'s other arguments, e.g. iou_thr=0.6 conf_type=max')
     parser.add_argument('--classes', nargs='+',
                         help='for pickles: the class names their labels index (default: the '
@@ -72,9 +72,19 @@ def main() -> None:
         to_coco_results,
         tune,
     )
-    from divdet.utils.checkpoint import atomic_write
     from divdet.utils.errors import ConfigError
+    from divdet.utils.files import check_writable, write_output
+    from divdet.utils.ranges import check_range
 
+    out = args.out or osp.join(osp.dirname(osp.abspath(args.results[0])), 'fused.bbox.json')
+    check_writable(out, '--out')
+    if args.metrics_out:
+        check_writable(args.metrics_out, '--metrics-out')
+    if args.tune_weights:
+        for value in args.tune_iou_values:
+            check_range('--tune-iou-values', value, '(0, 1]')
+        for value in args.tune_weight_values:
+            check_range('--tune-weight-values', value, '(0, inf)')
     start = time.perf_counter()
     coco = CheckedCOCO(args.ann_file)
     models = [load_detections(path, coco, args.classes) for path in args.results]
@@ -103,8 +113,7 @@ def main() -> None:
     fuser = build_fuser(cfg)
     fused = fuse_detections(models, fuser, coco)
     fused_at = time.perf_counter()
-    out = args.out or osp.join(osp.dirname(osp.abspath(args.results[0])), 'fused.bbox.json')
-    atomic_write(json.dumps(to_coco_results(fused)).encode(), out)
+    write_output(json.dumps(to_coco_results(fused)).encode(), out, '--out')
     print(f'{len(models)} models, {len(coco.getImgIds())} images: loaded in '
           f'{loaded - start:.1f} s, fused ({fuser!r}) in {fused_at - loaded:.2f} s; '
           f'{fused.num_boxes()} fused detections written to {out}')
@@ -114,7 +123,7 @@ def main() -> None:
         print(DividedCocoMetric.summary_table(rows))
         report.update(fusion=cfg, rows=[dict(model=n, **m) for n, m in rows])
     if args.metrics_out:
-        atomic_write(json.dumps(report, indent=1).encode(), args.metrics_out)
+        write_output(json.dumps(report, indent=1).encode(), args.metrics_out, '--metrics-out')
 
 
 if __name__ == '__main__':

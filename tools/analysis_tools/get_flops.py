@@ -14,17 +14,17 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from mmengine.config import DictAction  # noqa: E402
 
+from divdet.apis.cli import ArgumentParser, KeyValueAction  # noqa: E402
 from divdet.apis.complexity import config_complexity  # noqa: E402
 from divdet.apis.runner import load_config  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--shape', type=int, nargs=2, help='input height and width')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=KeyValueAction)
     args = parser.parse_args()
     cfg = load_config(args.config, argparse.Namespace(cfg_options=args.cfg_options,
                                                       launcher='none', work_dir=None))

@@ -8,15 +8,15 @@ Each WORK_DIR is a ``tools/test.py`` work directory: the newest metrics file
 there and the config mmengine dumped there. Divided models show the ensemble
 (dot, total cost) and each member (cross, its own cost).
 """
-import argparse
 
 from divdet.apis import run_main
+from divdet.apis.cli import ArgumentParser
 from divdet.apis.plot import AXES, plot_points, run_points
-from divdet.utils.checkpoint import atomic_write
+from divdet.utils.files import write_output
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('work_dirs', nargs='+', help='tools/test.py work directories')
     parser.add_argument('--out', required=True, help='the PNG to write')
     parser.add_argument('--labels', nargs='+', help='one label per work dir (default: the dir)')
@@ -34,7 +34,7 @@ def main() -> None:
               for p in run_points(work_dir, label, args.metric, args.x, args.shape)]
     for p in points:
         print(f'{p.run:<12}{p.name:<10}{p.cost:>10.3f} {AXES[args.x][0]:<16}{p.value:>8.3f}')
-    atomic_write(plot_points(points, args.metric, args.x, args.title), args.out)
+    write_output(plot_points(points, args.metric, args.x, args.title), args.out, '--out')
     print(f'wrote {args.out}')
 
 

@@ -11,7 +11,6 @@ DIR/cls_demo_results.json.
 """
 from __future__ import annotations
 
-import argparse
 import os.path as osp
 import sys
 import time
@@ -20,13 +19,14 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from divdet.apis import run_main  # noqa: E402
+from divdet.apis.cli import ArgumentParser  # noqa: E402
 from divdet.apis.demo import latest_metrics, member_rows, print_rows, run_tool, write_json  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/demo/resnet110-cifar_divided_1xb64-15e_digits.py'
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--work-dir', default='work_dirs/cls_demo')
     parser.add_argument('--data-root', default='data/digits')

@@ -14,7 +14,6 @@ Steps, each the command a user would run:
 """
 from __future__ import annotations
 
-import argparse
 import os.path as osp
 import sys
 import time
@@ -23,6 +22,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from divdet.apis import run_main  # noqa: E402
+from divdet.apis.cli import ArgumentParser  # noqa: E402
 from divdet.apis.demo import latest_metrics, member_rows, print_rows, run_tool, write_json  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py'
@@ -30,7 +30,7 @@ COLUMNS = {'bbox_mAP': 'AP', 'bbox_mAP_50': 'AP50', 'bbox_mAP_75': 'AP75'}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data-root', default='data/shapes')

@@ -8,7 +8,6 @@ Usage:
 (``data/hard_shapes``) is the 8-class task with clutter, small and overlapping
 objects (``configs/demo/ssd128_divided-resnet18-d_1xb16-24e_hardshapes.py``).
 """
-import argparse
 import os.path as osp
 import sys
 
@@ -16,12 +15,13 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from divdet.apis import run_main  # noqa: E402
+from divdet.apis.cli import ArgumentParser  # noqa: E402
 
 DEFAULT_OUT = {'quick': 'data/shapes', 'hard': 'data/hard_shapes'}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--preset', choices=sorted(DEFAULT_OUT), default='quick')
     parser.add_argument('--out', help='output folder (default: data/shapes or data/hard_shapes)')
     parser.add_argument('--seed', type=int, default=0)

@@ -29,8 +29,8 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from divdet.registry import register_hook
-from divdet.utils.checkpoint import atomic_write
 from divdet.utils.errors import CheckpointWriteError
+from divdet.utils.files import atomic_write
 
 
 @register_hook

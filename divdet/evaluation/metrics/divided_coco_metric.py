@@ -10,6 +10,7 @@ from mmengine.logging import MMLogger
 from terminaltables import AsciiTable
 
 from divdet.datasets.coco import CheckedCOCO
+from divdet.models.test_time_augs.divided_det_tta import MERGED_KEY
 from divdet.registry import register_metric
 
 #: Columns of the summary table: (metric key suffix, header).
@@ -55,11 +56,26 @@ class DividedCocoMetric(CocoMetric):
             with get_local_path(ann_file, backend_args=self.backend_args) as local_path:
                 self._coco_api = CheckedCOCO(local_path)
 
+    _warned_tta = False
+
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Collect ground truth, fused and per-member predictions."""
         start = len(self.results)
         super().process(data_batch, data_samples)
         for k, sample in enumerate(data_samples):
+            if sample.get('flip') and not sample.get(MERGED_KEY) and \
+                    'member_pred_instances' in sample:
+                # a test-time-augmented run through mmdet's DetTTAModel: the members'
+                # detections are of one flipped view, not merged; their AP would be wrong
+                if not self._warned_tta:
+                    MMLogger.get_current_instance().warning(
+                        'the members\' detections come from one flipped test-time view, not '
+                        'merged (mmdet\'s DetTTAModel); their rows are left out. Set '
+                        "tta_model = dict(type='DividedDetTTAModel', ...) to merge them")
+                    self._warned_tta = True
+                sample = {k2: v for k2, v in sample.items()
+                          if k2 not in ('member_pred_instances', 'first_k_pred_instances',
+                                        'member_indices')}
             members = tuple(_to_result(sample['img_id'], m)
                             for m in sample.get('member_pred_instances', ()))
             first_k = tuple(_to_result(sample['img_id'], m)

@@ -10,11 +10,13 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from torch import Tensor
 
+from divdet.fusion import build_fuser
 from divdet.models.utils.members import with_members
 from divdet.models.utils.runtime import MemberRuntime, channels_last_for, whole_member
 from divdet.models.utils.safety import DividedModelChecks
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
+from divdet.utils.ranges import check_post_processing
 
 
 def check_test_members(members, num_members: int) -> Optional[tuple[int, ...]]:
@@ -33,6 +35,20 @@ def check_test_members(members, num_members: int) -> Optional[tuple[int, ...]]:
                           f'0..{num_members - 1} (num_members={num_members}), found {members!r}')
     members = tuple(members)
     return None if members == tuple(range(num_members)) else members
+
+
+def check_test_cfg(test_cfg: Optional[dict]) -> None:
+    """Refuse post-processing and fusion values outside their ranges at build time
+    (an ``iou_thr`` of 2 or a ``max_per_img`` of 0 would otherwise give a wrong or
+    missing metric with exit status 0)."""
+    if not test_cfg:
+        return
+    check_post_processing({k: v for k, v in test_cfg.items() if k != 'ensemble'}, 'test_cfg')
+    if test_cfg.get('ensemble') is not None:
+        try:
+            build_fuser(test_cfg['ensemble'])
+        except ConfigError as err:
+            raise ConfigError(f'test_cfg.ensemble: {err}') from None
 
 
 @register_model
@@ -91,6 +107,7 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
         self.num_members = num_members
+        check_test_cfg(test_cfg)
         self.runtime = MemberRuntime(member_execution, num_members, member_devices,
                                      compile_members)
         self.backbone = MODELS.build(with_members(backbone, num_members, 'backbone', 'detector'))

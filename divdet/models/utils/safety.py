@@ -38,37 +38,41 @@ def check_finite_loss(loss: torch.Tensor, log_vars: dict) -> None:
         'optim_wrapper.clip_grad=dict(max_norm=...), or check the data for broken boxes')
 
 
-def check_member_state_dict(model: torch.nn.Module, state_dict: dict, prefix: str) -> None:
+def check_member_state_dict(model: torch.nn.Module, state_dict: dict, prefix: str,
+                            partial: bool = False) -> None:
     """Refuse a checkpoint that would leave part of a divided model untrained.
 
     mmengine loads what fits and only warns about the rest, so a checkpoint of
     another S, arch, neck or head would be trained or tested with random
     weights in its place, and a test run would report their AP with exit
-    status 0. The backbone must match exactly (members, arch, every tensor);
-    anywhere else in the model a tensor of another shape is refused too.
-    Tensors that the checkpoint lacks or that the model does not have outside
-    the backbone are left to mmengine's warning (e.g. a detector whose
-    checkpoint has no ``data_preprocessor`` entries).
+    status 0. The backbone must match exactly (members, arch, every tensor).
+    Outside the backbone every tensor must be there with its shape, and no
+    other tensor may be, unless ``partial`` (fine-tuning from a checkpoint with
+    another neck or head, ``tools/train.py --partial-load``): then what does not
+    fit is left to mmengine (initialised, listed in its warning).
 
     Raises:
         CheckpointMismatchError: a different number of members, an undivided
             backbone, backbone tensors missing, unexpected or of another
-            shape, or any other tensor of another shape.
+            shape; without ``partial``, any other tensor missing, unexpected
+            or of another shape.
     """
     keys = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     own_all = model.state_dict()
     backbone = {k: v for k, v in keys.items() if k.startswith('backbone.')}
     if backbone:
         _check_backbone(model, backbone, own_all)
+    if partial:
+        return
     others = {k: v for k, v in keys.items() if not k.startswith('backbone.')}
-    shapes = [k for k, v in others.items() if k in own_all and torch.is_tensor(v)
-              and v.shape != own_all[k].shape]
-    if shapes:
-        parts = describe_mismatch({k: others[k] for k in shapes}, own_all, required=())
+    own_others = {k: v for k, v in own_all.items() if not k.startswith('backbone.')}
+    parts = describe_mismatch(others, own_others, required=own_others if keys else ())
+    if parts:
         raise CheckpointMismatchError(
             "the checkpoint's tensors do not fit the config's model outside the backbone "
             f"({'; '.join(parts)}); they would be left randomly initialised. Check the "
-            "config's neck and head (e.g. num_classes) against the checkpoint's")
+            "config's neck and head (e.g. num_classes, share_head, norm_cfg) against the "
+            "checkpoint's; to fine-tune from it with another head, train with --partial-load")
 
 
 def _check_backbone(model: torch.nn.Module, backbone: dict, own_all: Mapping) -> None:
@@ -123,6 +127,10 @@ class DividedModelChecks:
         check_finite_loss(loss, log_vars)
         return loss, log_vars
 
+    #: set by ``tools/train.py --partial-load``: a ``load_from`` checkpoint may lack or
+    #: add tensors outside the backbone (fine-tuning with another neck or head)
+    partial_checkpoint = False
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        check_member_state_dict(self, state_dict, prefix)
+        check_member_state_dict(self, state_dict, prefix, partial=self.partial_checkpoint)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
