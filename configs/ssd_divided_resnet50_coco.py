@@ -108,6 +108,19 @@ val_evaluator = dict(type='DividedCocoMetric', ann_file=data_root +
                      'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
+# Test-time augmentation (`tools/test.py --tta`, also mmdet's): the image and its flip;
+# DividedDetTTAModel merges every member's views as the ensemble's.
+tta_model = dict(type='DividedDetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(input_size, input_size), keep_ratio=False)],
+        [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+        [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                               'scale_factor', 'flip', 'flip_direction'))]])
+]
+
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),

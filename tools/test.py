@@ -2,7 +2,8 @@
 
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
-        [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+        [--show-dir DIR] [--tta] [--cfg-options k=v ...]
+        [--launcher pytorch]
 
 For divided detectors the COCO metric reports the ensemble and every member
 side by side; for divided classifiers, top-1/top-5 of the ensemble and members.
@@ -32,6 +33,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='save painted images under work_dir/TIMESTAMP/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation with the config's tta_model and "
+                        'tta_pipeline (default: the image and its flip, merged by NMS)')
     add_common_args(parser)
     return parse_cli(parser)
 

@@ -168,6 +168,12 @@ def convert_checkpoint(config: str, src: str, dst: str, rename: Callable[[dict],
     state = unwrap_state_dict(load_from_local_safe(src), src)
     renamed = rename(state)
     fitted = fit_to_model(renamed, model, source, drop_unused=True)
+    # a whole model converted (every parameter there): divdet's own buffers that no source
+    # has (e.g. the co-training weight) get the model's initial values, so that the output
+    # loads whole as load_from; a backbone-only conversion stays backbone-only
+    params = dict(model.named_parameters())
+    if all(k in fitted for k in params):
+        fitted.update({k: v for k, v in model.state_dict().items() if k not in fitted})
     meta = dict(converted_from=osp.abspath(src), source=source, config=config,
                 unused=sorted(set(renamed) - set(fitted)),
                 num_members=getattr(model, 'num_members', None),

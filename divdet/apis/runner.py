@@ -197,6 +197,8 @@ def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
         check_writable(args.out, '--out')
     check_config(cfg, 'test')
     check_checkpoint(cfg, args.checkpoint, 'test')
+    if getattr(args, 'tta', False):
+        apply_tta(cfg)
     if not (args.show or args.show_dir):
         return
     hooks = cfg.get('default_hooks', {})
@@ -213,6 +215,42 @@ def apply_test_args(cfg: Config, args: argparse.Namespace) -> None:
     else:
         vis.enable = True
         vis.out_dir = args.show_dir
+
+
+def apply_tta(cfg: Config) -> None:
+    """``--tta`` as in mmdet's ``tools/test.py``: wrap the model in ``tta_model`` and
+    test with ``tta_pipeline``.
+
+    A config without them gets mmdet's defaults (NMS 0.5, 100 per image; the image
+    and its horizontal flip), with :class:`~divdet.models.DividedDetTTAModel` for a
+    divided detector so that every member's views are merged as the ensemble's.
+
+    Raises:
+        ConfigError: a classification config (mmpretrain's TTA needs its own
+            ``tta_model``/``tta_pipeline``, which mmpretrain's tools set).
+    """
+    import copy
+    if cfg.default_scope != 'mmdet':
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ConfigError('--tta needs tta_model and tta_pipeline in a classification config')
+    if 'tta_model' not in cfg:
+        divided = str(cfg.model.get('type', '')).startswith('Divided')
+        cfg.tta_model = dict(type='DividedDetTTAModel' if divided else 'DetTTAModel',
+                             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                                          max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        dataset = cfg.test_dataloader.dataset
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        pipeline = copy.deepcopy(dataset.pipeline)
+        pipeline[-1] = dict(type='TestTimeAug', transforms=[
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                                   'img_shape', 'scale_factor', 'flip',
+                                                   'flip_direction'))]])
+        cfg.tta_pipeline = pipeline
+    cfg.model = dict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
 def dump_metric(cfg: Config, out: str) -> BaseMetric:

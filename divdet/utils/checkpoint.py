@@ -120,7 +120,8 @@ def load_from_local_safe(filename: str, map_location: Any = None) -> Any:
             'If you trust the file, convert it to a '
             'plain state dict first, e.g. torch.save({"state_dict": '
             'torch.load(path, weights_only=False)["state_dict"]}, new_path).') from None
-    except (RuntimeError, EOFError, ValueError) as exc:
+    except (RuntimeError, EOFError, ValueError, IndexError, KeyError, TypeError,
+            AttributeError, OSError) as exc:  # random bytes fail anywhere in the unpickler
         raise UnsafeCheckpointError(
             f'{filename!r} is not a readable torch checkpoint (truncated, corrupt or not '
             f'written by torch.save): {_unpickler_reason(str(exc)) or type(exc).__name__}'

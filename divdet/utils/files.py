@@ -111,8 +111,6 @@ def check_output_dir(folder: Union[str, Path], what: str, shown: str | None = No
     """
     folder = str(folder)
     shown = folder if shown is None else shown
-    if osp.exists(folder) and not osp.isdir(folder):
-        raise OutputError(f'{what} {shown!r}: {folder!r} is a file, not a folder')
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as err:

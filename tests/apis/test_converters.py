@@ -105,7 +105,7 @@ def test_reference_checkpoint_gives_the_reference_outputs(tmp_path):
     saved = load_from_local_safe(str(dst))
     assert saved['meta']['num_members'] == 2 and saved['meta']['arch'] == 'resnet18-d'
     model = MODELS.build(Config.fromfile(config).model)
-    model.load_state_dict(saved['state_dict'], strict=False)
+    model.load_state_dict(saved['state_dict'], strict=True)  # whole: usable as load_from
     model.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

@@ -1,4 +1,6 @@
 """Non-finite losses stop training before the update; mismatched checkpoints are refused."""
+import re
+
 import pytest
 import torch
 from mmengine.logging import MessageHub
@@ -72,9 +74,30 @@ def test_matching_checkpoint_and_other_head_load():
     model.load_state_dict(state)
     for k, v in state.items():
         torch.testing.assert_close(model.state_dict()[k], v)
-    # fine-tuning with another head: the backbone fits, the rest is mmengine's business
+    # fine-tuning with another head (tools/train.py --partial-load): the backbone must fit,
+    # the rest is mmengine's business
     head_only_differs = {k: v for k, v in state.items() if not k.startswith('bbox_head.')}
+    model.partial_checkpoint = True
     model.load_state_dict(head_only_differs, strict=False)
+
+
+@pytest.mark.parametrize('change', ['missing', 'unexpected'])
+def test_neck_or_head_tensors_missing_or_unexpected_are_refused(change):
+    """mmengine would only warn and test partly random weights (e.g. a checkpoint of a
+    shared head, or of a neck without norm layers)."""
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    state = _build().state_dict()
+    if change == 'missing':
+        key = next(k for k in state if k.startswith('neck.'))
+        del state[key]
+    else:
+        key = 'bbox_head.shared.weight'
+        state[key] = torch.zeros(3)
+    with pytest.raises(CheckpointMismatchError, match=rf'1 {change}: {re.escape(key)}'):
+        _load_checkpoint_to_model(_build(), dict(state_dict=state), strict=False)
+    partial = _build()
+    partial.partial_checkpoint = True  # --partial-load: loads, mmengine lists the rest
+    _load_checkpoint_to_model(partial, dict(state_dict=state), strict=False)
 
 
 @pytest.mark.parametrize('part', ['neck.', 'bbox_head.'])
