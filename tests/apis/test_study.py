@@ -51,3 +51,21 @@ def test_summary_in_percent_for_both_toolboxes():
     md = st.markdown(study, [row], 'coco/bbox_mAP', 2)
     assert '1 of 2 runs finished' in md and '30.0 (one run)' in md and '+- 0.0' not in md
     assert st.plot([row], 'coco/bbox_mAP')[:4] == b'\x89PNG'
+
+
+def test_truncated_or_incomplete_results_are_run_again(tmp_path, capsys):
+    """A study killed while a result.json was written, or a test that reported no metric
+    (e.g. max_per_img=0 before it was refused), must not stop every rerun with KeyError."""
+    import json
+    study = st.Study('c.py', str(tmp_path), [1], [0, 1, 2])
+    good, truncated, no_metric = study.runs()
+    for run, text in ((good, json.dumps(_result({'coco/bbox_mAP': 0.5}, 0, 1))),
+                      (truncated, '{"variant": "default", "metr'),
+                      (no_metric, json.dumps(_result({'coco/bbox_mAP_50': 0.5}, 2, 1)))):
+        (tmp_path / 'runs' / run.name).mkdir(parents=True)
+        (tmp_path / 'runs' / run.name / 'result.json').write_text(text)
+    done = st.finished(study)
+    assert list(done) == [good]
+    out = capsys.readouterr().out
+    assert out.count('is incomplete') == 2 and 'the run is done again' in out
+    assert st.read_json(str(tmp_path / 'runs' / truncated.name / 'result.json'), {}) == {}

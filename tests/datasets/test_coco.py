@@ -279,3 +279,57 @@ def test_missing_iscrowd_and_area_are_filled_and_evaluate(data, monkeypatch):
     n = len(ann['annotations'])
     assert any(level == logging.WARNING and f'filled missing iscrowd in {n} and area in {n} '
                'annotations' in msg for level, msg in logged)
+
+
+def test_annotations_of_no_listed_image_are_an_error(data):
+    """mmdet drops them without a word (their boxes vanish from training and AP)."""
+    ann = _ann(data)
+    ann['annotations'][2]['image_id'] = 999
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=r'1 annotations have an image_id that is not an '
+                                              rf"image of the file \(annotation ids "
+                                              rf"{ann['annotations'][2]['id']}\)"):
+        _build(data)
+
+
+def test_corner_boxes_are_recognised_as_not_coco_xywh(data):
+    """[x1, y1, x2, y2] written as [x, y, w, h]: most boxes run past their image."""
+    ann = _ann(data)
+    images = {img['id']: img for img in ann['images']}
+    for a in ann['annotations']:
+        x, y, w, h = a['bbox']
+        a['bbox'] = [x, y, x + w, y + h]
+        img = images[a['image_id']]
+        a['bbox'][2] = max(a['bbox'][2], img['width'] - x + 4)  # every box past the edge
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=r'boxes run past the right or bottom edge of their '
+                                              r'image .* probably not COCO \[x, y, width, height\]'):
+        _build(data)
+
+
+def test_a_few_boxes_past_the_edge_stay_a_warning(data):
+    ann = _ann(data)
+    image = next(i for i in ann['images'] if i['id'] == ann['annotations'][0]['image_id'])
+    ann['annotations'][0]['bbox'][2] = image['width']  # one box past the right edge
+    _write(data, ann)
+    assert len(_build(data)) == len(ann['images'])
+
+
+@pytest.mark.parametrize('value', ['64', 0, -3, None, True])
+def test_image_size_that_is_not_a_positive_number(data, value):
+    ann = _ann(data)
+    ann['images'][1]['width'] = value
+    _write(data, ann)
+    with pytest.raises(AnnotationError, match=r"images\[1\] \(id 2\) has \{'width': "):
+        _build(data)
+
+
+def test_unreadable_annotation_file_is_one_line(data, monkeypatch):
+    import divdet.datasets.coco as coco_module
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, 'Permission denied', str(path))
+    monkeypatch.setattr(coco_module, 'open', denied, raising=False)
+    with pytest.raises(AnnotationError, match=r"instances_train.json' cannot be read "
+                                              r'\(Permission denied\)'):
+        _build(data)

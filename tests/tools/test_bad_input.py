@@ -135,3 +135,176 @@ def test_unwritable_out_fails_before_the_run(tool, tmp_path):
                 check=False)
     _assert_clean_error(proc, f'--out {str(out)!r}: cannot create the folder')
     assert 'Evaluating' not in proc.stdout + proc.stderr
+
+
+# ---- the command line ------------------------------------------------------------------
+
+@pytest.mark.parametrize('args, fragment', [
+    (['tools/train.py', CONFIG, '--cfg-options', 'train_cfg.max_epochs'],
+     "train.py: --cfg-options: expected KEY=VALUE items, found 'train_cfg.max_epochs'"),
+    (['tools/analysis_tools/fuse_results.py', 'ann.json'],
+     'fuse_results.py: the following arguments are required: results'),
+    (['tools/test.py'], 'test.py: the following arguments are required: config, checkpoint'),
+])
+def test_usage_errors_are_one_line(tool, args, fragment):
+    proc = tool(*args, check=False)
+    _assert_clean_error(proc, fragment)
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # no usage block
+
+
+@pytest.mark.parametrize('text, fragment', [
+    ('x = (\n', "line 1: '(' was never closed"),
+    ("_base_ = './nope.py'\n", 'nope.py'),
+])
+def test_broken_config_is_one_line(tool, tmp_path, text, fragment):
+    config = tmp_path / 'broken.py'
+    config.write_text(text)
+    _assert_clean_error(tool('tools/train.py', str(config), '--work-dir', str(tmp_path / 'w'),
+                             check=False), fragment)
+
+
+def test_work_dir_under_a_file(tool, tmp_path):
+    (tmp_path / 'file').write_text('x')
+    make_shapes_dataset(tmp_path / 'data', num_train=2, num_val=2, size=64)
+    proc = tool('tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'file' / 'w'),
+                '--cfg-options', *_data_options(tmp_path / 'data'), check=False)
+    _assert_clean_error(proc, "work_dir '", 'cannot create the folder')
+
+
+# ---- runs that would overwrite, or train on another schedule than they show ----------------
+
+def test_rerun_and_resume_keep_the_earlier_run(tool, tmp_path):
+    """A second run in a work dir with checkpoints is refused (the checkpoint is kept);
+    --resume with another learning rate is refused without rewriting the dumped config;
+    a moved work dir resumes from the checkpoint beside last_checkpoint."""
+    make_shapes_dataset(tmp_path / 'data', num_train=4, num_val=2, size=64)
+    work = tmp_path / 'work'
+    options = ['--cfg-options', *_data_options(tmp_path / 'data'), 'train_cfg.max_epochs=1']
+    tool('tools/train.py', CONFIG, '--work-dir', str(work), *options)
+    ckpt = work / 'epoch_1.pth'
+    before = ckpt.read_bytes()
+    dumped = work / 'ssd128_divided-resnet18-d_1xb16-24e_shapes.py'
+    config_before = dumped.read_text()
+    proc = tool('tools/train.py', CONFIG, '--work-dir', str(work), *options, check=False)
+    _assert_clean_error(proc, 'holds checkpoints of an earlier run (epoch_1.pth)', '--resume',
+                        '--overwrite')
+    proc = tool('tools/train.py', CONFIG, '--work-dir', str(work), '--resume', *options,
+                'optim_wrapper.optimizer.lr=0.04', check=False)
+    _assert_clean_error(proc, 'optim_wrapper.optimizer.lr: 0.02 in the checkpoint, 0.04 in the '
+                        'config')
+    assert ckpt.read_bytes() == before and dumped.read_text() == config_before
+    moved = tmp_path / 'moved'
+    work.rename(moved)
+    proc = tool('tools/train.py', CONFIG, '--work-dir', str(moved), '--resume', *options)
+    assert f'resuming from {moved}/epoch_1.pth' in proc.stdout + proc.stderr
+
+
+# ---- checkpoints that do not fit the config ---------------------------------------------------
+
+@pytest.mark.parametrize('option, fragment', [
+    ('model.bbox_head.share_head=True', 'unexpected: bbox_head.members.1.'),
+    ('model.neck.norm_cfg=None', 'unexpected: neck.'),
+])
+def test_neck_or_head_keys_that_do_not_fit_are_refused_at_test_time(tool, tmp_path, option,
+                                                                    fragment):
+    make_shapes_dataset(tmp_path / 'data', num_train=2, num_val=2, size=64)
+    ckpt = _checkpoint(tmp_path)
+    proc = tool('tools/test.py', CONFIG, str(ckpt), '--work-dir', str(tmp_path / 'work'),
+                '--cfg-options', *_data_options(tmp_path / 'data'), option, check=False)
+    _assert_clean_error(proc, "the checkpoint's tensors do not fit the config's model outside "
+                        'the backbone', fragment)
+
+
+def test_classes_in_another_order_than_the_checkpoint(tool, tmp_path):
+    make_shapes_dataset(tmp_path / 'data', num_train=2, num_val=2, size=64)
+    ckpt = _checkpoint(tmp_path)
+    state = torch.load(ckpt, weights_only=True)
+    state['meta'] = dict(dataset_meta=dict(classes=('square', 'circle', 'triangle')))
+    torch.save(state, ckpt)
+    proc = tool('tools/test.py', CONFIG, str(ckpt), '--work-dir', str(tmp_path / 'work'),
+                '--cfg-options', *_data_options(tmp_path / 'data'), check=False)
+    _assert_clean_error(proc, "trained with the classes ('square', 'circle', 'triangle')",
+                        'another order')
+
+
+def test_data_root_changed_without_the_evaluator(tool, tmp_path):
+    make_shapes_dataset(tmp_path / 'old', num_train=2, num_val=2, size=64, seed=0)
+    make_shapes_dataset(tmp_path / 'new', num_train=2, num_val=3, size=64, seed=1)
+    proc = tool('tools/test.py', CONFIG, str(_checkpoint(tmp_path)), '--work-dir',
+                str(tmp_path / 'work'), '--cfg-options', *_data_options(tmp_path / 'old'),
+                f'test_dataloader.dataset.data_root={tmp_path}/new/', check=False)
+    _assert_clean_error(proc, 'test_evaluator.ann_file', 'list other images')
+
+
+@pytest.mark.parametrize('option, fragment', [
+    ('model.test_cfg.ensemble.iou_thr=2', r'test_cfg.ensemble: WeightedBoxesFusion.iou_thr must '
+                                          r'be in (0, 1], found 2'),
+    ('model.test_cfg.max_per_img=0', 'test_cfg.max_per_img must be in [1, inf), found 0'),
+    ('model.test_cfg.score_thr=1.5', 'test_cfg.score_thr must be in [0, 1), found 1.5'),
+])
+def test_post_processing_out_of_range(tool, tmp_path, option, fragment):
+    make_shapes_dataset(tmp_path / 'data', num_train=2, num_val=2, size=64)
+    proc = tool('tools/test.py', CONFIG, str(_checkpoint(tmp_path)), '--work-dir',
+                str(tmp_path / 'work'), '--cfg-options', *_data_options(tmp_path / 'data'),
+                option, check=False)
+    _assert_clean_error(proc, fragment)
+
+
+# ---- outputs ---------------------------------------------------------------------------------
+
+_FULL_DISK = """
+import errno, os, runpy, sys
+import divdet.utils.files as files
+real = files.atomic_write
+def atomic_write(data, path):
+    if str(path).endswith('.pkl'):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(data, path)
+files.atomic_write = atomic_write
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_out_that_fails_after_inference_keeps_the_metrics(tool, tmp_path):
+    """A full disk when the --out pickle is written: one line, and the metrics of the run
+    are already written (they used to be lost with a traceback)."""
+    make_shapes_dataset(tmp_path / 'data', num_train=2, num_val=2, size=64)
+    work = tmp_path / 'work'
+    proc = tool('-c', _FULL_DISK, 'tools/test.py', CONFIG, str(_checkpoint(tmp_path)),
+                '--work-dir', str(work), '--out', str(tmp_path / 'preds.pkl'), '--cfg-options',
+                *_data_options(tmp_path / 'data'), check=False)
+    _assert_clean_error(proc, f"--out '{tmp_path}/preds.pkl' could not be written (No space left "
+                        'on device)')
+    metrics = list(work.glob('*/*.json'))
+    assert metrics and 'coco/bbox_mAP' in metrics[0].read_text()
+    assert not (tmp_path / 'preds.pkl').exists()
+
+
+def test_test_time_augmentation_merges_the_members(tool, tmp_path):
+    make_shapes_dataset(tmp_path / 'data', num_train=2, num_val=2, size=64)
+    work = tmp_path / 'work'
+    proc = tool('tools/test.py', CONFIG, str(_checkpoint(tmp_path)), '--tta', '--work-dir',
+                str(work), '--cfg-options', *_data_options(tmp_path / 'data'))
+    assert 'not merged' not in proc.stdout + proc.stderr
+    metrics = list(work.glob('*/*.json'))[0].read_text()
+    assert 'coco/member1_bbox_mAP' in metrics
+
+
+def test_make_shapes_out_under_a_file(tool, tmp_path):
+    (tmp_path / 'file').write_text('x')
+    proc = tool('tools/misc/make_shapes.py', '--out', str(tmp_path / 'file' / 'data'),
+                check=False)
+    _assert_clean_error(proc, 'the dataset folder', 'cannot create the folder')
+
+
+def test_converter_destination_and_source_errors(tool, tmp_path):
+    (tmp_path / 'file').write_text('x')
+    src = tmp_path / 'list.pth'
+    torch.save([torch.zeros(1)], src)
+    proc = tool('tools/model_converters/torchvision2divdet.py', CONFIG, str(src),
+                str(tmp_path / 'file' / 'out.pth'), check=False)
+    _assert_clean_error(proc, 'the destination', 'cannot create the folder')
+    proc = tool('tools/model_converters/torchvision2divdet.py', CONFIG, str(src),
+                str(tmp_path / 'out.pth'), check=False)
+    _assert_clean_error(proc, 'expected a state dict', 'found a list')

@@ -68,3 +68,60 @@ def test_no_readable_image_is_an_error(tool, tmp_path):
                 check=False)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert 'divdet: error: none of the 1 images could be read' in proc.stderr
+
+
+def test_out_dir_holding_the_inputs_is_refused(tool, tmp_path):
+    make_shapes_dataset(tmp_path / 'data', num_train=1, num_val=2, size=96)
+    folder = tmp_path / 'data' / 'val'
+    before = {p.name: p.read_bytes() for p in folder.glob('*.jpg')}
+    proc = tool('tools/demo/image_demo.py', str(folder), str(CONFIG), str(_checkpoint(tmp_path)),
+                '--out-dir', str(folder), '--device', 'cpu', check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert 'holds the input images' in proc.stderr and 'would overwrite them' in proc.stderr
+    assert {p.name: p.read_bytes() for p in folder.glob('*.jpg')} == before
+
+
+def test_cuda_device_without_cuda_is_one_line(tool, tmp_path):
+    if torch.cuda.is_available():
+        import pytest
+        pytest.skip('the CPU path')
+    make_shapes_dataset(tmp_path / 'data', num_train=1, num_val=1, size=96)
+    proc = tool('tools/demo/image_demo.py', str(tmp_path / 'data' / 'val'), str(CONFIG),
+                str(_checkpoint(tmp_path)), '--out-dir', str(tmp_path / 'out'), '--device',
+                'cuda', check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert '--device cuda: no CUDA device is available' in proc.stderr
+
+
+def test_demo_detections_equal_the_test_pipelines(tmp_path):
+    """The demo sees the pixels tools/test.py sees (BGR, as LoadImageFromFile loads);
+    reading RGB gave other detections on the same image."""
+    import importlib.util
+
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from tests.conftest import ROOT
+    make_shapes_dataset(tmp_path / 'data', num_train=1, num_val=2, size=96, empty_fraction=0.0)
+    spec = importlib.util.spec_from_file_location('image_demo',
+                                                  ROOT / 'tools/demo/image_demo.py')
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    ckpt = _checkpoint(tmp_path)
+    cfg = Config.fromfile(str(CONFIG))
+    model = init_detector(cfg, str(ckpt), device='cpu')
+    loader = Runner.build_dataloader(dict(
+        cfg.test_dataloader, batch_size=1, num_workers=0, persistent_workers=False,
+        dataset=dict(cfg.test_dataloader.dataset, data_root=str(tmp_path / 'data') + '/')))
+    compared = 0
+    for batch in loader:
+        with torch.no_grad():
+            expected = model.test_step(batch)[0].pred_instances
+        path = batch['data_samples'][0].img_path
+        got = demo.detect(model, demo.read_image(path)).pred_instances
+        assert len(got) == len(expected) > 0
+        torch.testing.assert_close(got.bboxes, expected.bboxes, rtol=0, atol=1e-3)
+        torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=1e-5)
+        compared += 1
+    assert compared == 2
