@@ -36,4 +36,41 @@ class KeyValueAction(DictAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-__all__ = ['ArgumentParser', 'KeyValueAction']
+def integer(low: int = 0, high: int | None = None):
+    """An argparse ``type``: an integer in ``[low, high]`` (a usage error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected an integer, found {text!r}') from None
+        if value < low or (high is not None and value > high):
+            bound = f'>= {low}' if high is None else f'in [{low}, {high}]'
+            raise argparse.ArgumentTypeError(f'expected an integer {bound}, found {value}')
+        return value
+    parse.__name__ = 'integer'
+    return parse
+
+
+def number(interval: str):
+    """An argparse ``type``: a number in ``interval`` (:func:`divdet.utils.ranges.check_range`)."""
+    from divdet.utils.errors import ConfigError
+    from divdet.utils.ranges import check_range
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected a number, found {text!r}') from None
+        try:
+            return check_range('the value', value, interval)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    parse.__name__ = 'number'
+    return parse
+
+
+#: the seeds numpy and torch accept
+SEED = integer(0, 2**32 - 1)
+
+
+__all__ = ['ArgumentParser', 'KeyValueAction', 'integer', 'number', 'SEED']

@@ -289,14 +289,15 @@ def build_runner(cfg: Config) -> Runner:
     return runner
 
 
-def run_main(main: Callable[[], None]) -> None:
+def run_main(main: Callable[[], None], malloc: bool = True) -> None:
     """Run a tool's ``main``; an input error is one ``divdet: error:`` line and exit status 2.
 
     :class:`~divdet.utils.DivdetError` means the user's data, config or
     checkpoint needs fixing, and the message says how; a traceback would only
     bury it. Any other exception is a bug and keeps its traceback.
     """
-    tune_malloc()  # the allocator setting that measured faster (divdet.utils.allocator)
+    if malloc:  # the allocator setting that measured faster (divdet.utils.allocator)
+        tune_malloc()
     try:
         main()
     except DivdetError as err:

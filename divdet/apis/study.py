@@ -122,7 +122,9 @@ def execute(study: Study, run: Run, root: str) -> dict:
     options = study.overrides(run)
     start = time.time()
     last = osp.join(work, 'last_checkpoint')
-    resume = ['--resume'] if osp.isfile(last) else []  # a run killed mid-training continues
+    # a run killed mid-training continues; one killed before its first complete checkpoint
+    # starts over in its own run directory
+    resume = ['--resume'] if osp.isfile(last) else ['--overwrite']
     _tool(['tools/train.py', study.config, '--work-dir', work, *resume,
            '--cfg-options', *options], log, root)
     with open(last) as f:

@@ -75,9 +75,11 @@ from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import divdet  # noqa: E402,F401
-from divdet.apis.cli import ArgumentParser  # noqa: E402
+from divdet.apis.cli import ArgumentParser, integer  # noqa: E402
 from divdet.apis.complexity import count_ops  # noqa: E402
+from divdet.apis.runner import read_config, run_main  # noqa: E402
 from divdet.utils.allocator import ALLOCATORS, allocator_env  # noqa: E402
+from divdet.utils.errors import ConfigError  # noqa: E402
 
 
 def _samples(batch: int, size: int, num_classes: int, device: str):
@@ -488,9 +490,9 @@ def _bench_wbf_case(args, num_images: int, num_members: int) -> None:
 def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('--repeats', type=int, default=7)
-    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8])
-    parser.add_argument('--train-batch', type=int, nargs='+', default=[8],
+    parser.add_argument('--repeats', type=integer(1), default=7)
+    parser.add_argument('--batch-sizes', type=integer(1), nargs='+', default=[1, 8])
+    parser.add_argument('--train-batch', type=integer(1), nargs='+', default=[8],
                         help='batch sizes of the timed training steps')
     parser.add_argument('--mmdet-loss', action='store_true',
                         help="also S=1 with mmdet's per-image SSD loss (the stock detector's; "
@@ -499,9 +501,9 @@ def main() -> None:
                         help='only count the operators dispatched per training step and per '
                         'predict (network, loss, post-processing, fusion) for S=1 and S=2 at '
                         '--batch-sizes, with their times on --device')
-    parser.add_argument('--wbf-images', type=int, nargs='+', default=[1, 32],
+    parser.add_argument('--wbf-images', type=integer(1), nargs='+', default=[1, 32],
                         help='images per WBF call (a batch is fused in one call)')
-    parser.add_argument('--wbf-classes', type=int, default=80,
+    parser.add_argument('--wbf-classes', type=integer(1), default=80,
                         help='labels drawn for the WBF boxes (few labels: long clustering)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--executions', nargs='+', default=['seq', 'threads', 'auto'],
@@ -530,7 +532,9 @@ def main() -> None:
                         help='time the network forward instead of model.predict')
     args = parser.parse_args()
     MMLogger.get_instance('divdet-benchmark', log_level='WARNING')  # quiet weight init logs
-    cfg = Config.fromfile(args.config)
+    if str(args.device).startswith('cuda') and not torch.cuda.is_available():
+        raise ConfigError(f'--device {args.device}: no CUDA device is available on this machine')
+    cfg = read_config(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     if args.ops:
         bench_ops(cfg, args)
@@ -542,4 +546,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main, malloc=False)  # the allocator is what --allocator chooses

@@ -29,27 +29,27 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from divdet.apis import run_main  # noqa: E402
-from divdet.apis.cli import ArgumentParser  # noqa: E402
+from divdet.apis.cli import SEED, ArgumentParser, integer  # noqa: E402
 from divdet.utils.errors import MissingFileError  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', nargs='?')
-    parser.add_argument('--splits', type=int, nargs='+', default=[1, 2])
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--splits', type=integer(1), nargs='+', default=[1, 2])
+    parser.add_argument('--seeds', type=SEED, nargs='+', default=[0, 1, 2])
     parser.add_argument('--variant', nargs='+', action='append', metavar='NAME KEY=VALUE',
                         help='a named variant: its config overrides (repeatable)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='overrides for every run (e.g. train_cfg.max_epochs=12)')
     parser.add_argument('--work-dir')
-    parser.add_argument('--latency-rounds', type=int, default=3)
-    parser.add_argument('--latency-calls', type=int, default=20)
+    parser.add_argument('--latency-rounds', type=integer(1), default=3)
+    parser.add_argument('--latency-calls', type=integer(1), default=20)
     parser.add_argument('--skip-latency', action='store_true')
     parser.add_argument('--summary-only', action='store_true',
                         help='rewrite study.json/md/png from the finished runs; run nothing')
     parser.add_argument('--latency-of', help=argparse.SUPPRESS)  # worker: one measurement
-    parser.add_argument('--calls', type=int, default=20, help=argparse.SUPPRESS)
+    parser.add_argument('--calls', type=integer(1), default=20, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -65,6 +65,8 @@ def main() -> None:
         raise MissingFileError(f'config file {args.config!r} does not exist')
 
     from divdet.apis.runner import read_config
+    from divdet.utils.files import check_output_dir
+    check_output_dir(args.work_dir, '--work-dir')
     scope = read_config(args.config).get('default_scope', 'mmdet')
     metric = st.METRICS[scope]
     study = st.Study(args.config, args.work_dir, args.splits, args.seeds,
@@ -82,10 +84,11 @@ def main() -> None:
             config=args.config, metric=metric, splits=args.splits, seeds=args.seeds,
             variants=study.variants, options=study.options, cost=cost, latency_ms=latency,
             rows=rows, runs=[done[r] for r in runs if r in done]))
-        from divdet.utils.files import atomic_write
-        atomic_write(st.markdown(study, rows, metric, len(runs)).encode(),
-                     osp.join(args.work_dir, 'study.md'))
-        atomic_write(st.plot(rows, metric), osp.join(args.work_dir, 'study.png'))
+        from divdet.utils.files import write_output
+        write_output(st.markdown(study, rows, metric, len(runs)).encode(),
+                     osp.join(args.work_dir, 'study.md'), 'the study summary')
+        write_output(st.plot(rows, metric), osp.join(args.work_dir, 'study.png'),
+                     'the study plot')
 
     latency_file = osp.join(args.work_dir, 'latency.json')
     latency = st.read_json(latency_file, {}) if osp.isfile(latency_file) else {}

@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 
 from divdet.apis import run_main  # noqa: E402
-from divdet.apis.cli import ArgumentParser, KeyValueAction  # noqa: E402
+from divdet.apis.cli import ArgumentParser, KeyValueAction, number  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,7 +42,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('results', nargs='+', help='COCO result .json or test.py --out .pkl')
     parser.add_argument('--fusion', default='WeightedBoxesFusion',
                         help='a fuser registered in TASK_UTILS')
-    parser.add_argument('--weights', type=float, nargs='+', help='one weight per model')
+    parser.add_argument('--weights', type=number('(0, inf)'), nargs='+',
+                        help='one weight per model')
     parser.add_argument('--fusion-options', nargs='+', action=KeyValueAction, default={},
                         help='the fuser\'s other arguments, e.g. iou_thr=0.6 conf_type=max')
     parser.add_argument('--classes', nargs='+',
@@ -54,8 +55,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--no-eval', action='store_true',
                         help='only fuse (an annotation file without annotations)')
     parser.add_argument('--tune-weights', action='store_true')
-    parser.add_argument('--tune-weight-values', type=float, nargs='+', default=[1.0, 2.0, 3.0])
-    parser.add_argument('--tune-iou-values', type=float, nargs='+',
+    parser.add_argument('--tune-weight-values', type=number('(0, inf)'), nargs='+',
+                        default=[1.0, 2.0, 3.0])
+    parser.add_argument('--tune-iou-values', type=number('(0, 1]'), nargs='+',
                         default=[0.4, 0.5, 0.55, 0.6, 0.7])
     return parser.parse_args()
 
@@ -74,17 +76,11 @@ def main() -> None:
     )
     from divdet.utils.errors import ConfigError
     from divdet.utils.files import check_writable, write_output
-    from divdet.utils.ranges import check_range
 
     out = args.out or osp.join(osp.dirname(osp.abspath(args.results[0])), 'fused.bbox.json')
     check_writable(out, '--out')
     if args.metrics_out:
         check_writable(args.metrics_out, '--metrics-out')
-    if args.tune_weights:
-        for value in args.tune_iou_values:
-            check_range('--tune-iou-values', value, '(0, 1]')
-        for value in args.tune_weight_values:
-            check_range('--tune-weight-values', value, '(0, inf)')
     start = time.perf_counter()
     coco = CheckedCOCO(args.ann_file)
     models = [load_detections(path, coco, args.classes) for path in args.results]

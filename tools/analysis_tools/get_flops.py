@@ -15,7 +15,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 
-from divdet.apis.cli import ArgumentParser, KeyValueAction  # noqa: E402
+from divdet.apis.cli import ArgumentParser, KeyValueAction, integer  # noqa: E402
 from divdet.apis.complexity import config_complexity  # noqa: E402
 from divdet.apis.runner import load_config  # noqa: E402
 
@@ -23,7 +23,7 @@ from divdet.apis.runner import load_config  # noqa: E402
 def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('--shape', type=int, nargs=2, help='input height and width')
+    parser.add_argument('--shape', type=integer(1), nargs=2, help='input height and width')
     parser.add_argument('--cfg-options', nargs='+', action=KeyValueAction)
     args = parser.parse_args()
     cfg = load_config(args.config, argparse.Namespace(cfg_options=args.cfg_options,

@@ -10,7 +10,7 @@ there and the config mmengine dumped there. Divided models show the ensemble
 """
 
 from divdet.apis import run_main
-from divdet.apis.cli import ArgumentParser
+from divdet.apis.cli import ArgumentParser, integer
 from divdet.apis.plot import AXES, plot_points, run_points
 from divdet.utils.files import write_output
 
@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument('--metric', default='accuracy/top1',
                         help='metric key, e.g. accuracy/top1 or coco/bbox_mAP')
     parser.add_argument('--x', choices=sorted(AXES), default='params')
-    parser.add_argument('--shape', type=int, nargs=2, help='input H W for FLOPs')
+    parser.add_argument('--shape', type=integer(1), nargs=2, help='input H W for FLOPs')
     parser.add_argument('--title', default='')
     args = parser.parse_args()
     labels = args.labels or args.work_dirs

@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 
 from divdet.apis import run_main
-from divdet.apis.cli import ArgumentParser
+from divdet.apis.cli import ArgumentParser, number
 from divdet.utils.errors import ConfigError, ImageError, MissingFileError, first_items, one_line
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--out-dir', default='outputs/image_demo')
-    parser.add_argument('--score-thr', type=float, default=0.3)
+    parser.add_argument('--score-thr', type=number('[0, 1]'), default=0.3)
     parser.add_argument('--device', default=None, help='default: cuda if available, else cpu')
     args = parser.parse_args()
 

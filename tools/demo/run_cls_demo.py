@@ -43,7 +43,8 @@ def main() -> None:
         start = time.time()
         work_dir = osp.join(args.work_dir, f's{s}')
         options = ['--cfg-options', f'model.num_members={s}']
-        run_tool(ROOT, 'tools/train.py', args.config, '--work-dir', work_dir, *options)
+        run_tool(ROOT, 'tools/train.py', args.config, '--work-dir', work_dir, '--overwrite',
+                 *options)  # the demo retrains from scratch each time
         with open(osp.join(ROOT, work_dir, 'last_checkpoint')) as f:
             checkpoint = f.read().strip()
         run_tool(ROOT, 'tools/test.py', args.config, checkpoint, '--work-dir', work_dir,

@@ -42,7 +42,8 @@ def main() -> None:
         from divdet.datasets import make_shapes_dataset
         print(f'demo: writing the shapes dataset to {args.data_root}')
         make_shapes_dataset(osp.join(ROOT, args.data_root))
-    run_tool(ROOT, 'tools/train.py', args.config, '--work-dir', args.work_dir)
+    # the demo retrains from scratch each time (its own work dir; --overwrite says so)
+    run_tool(ROOT, 'tools/train.py', args.config, '--work-dir', args.work_dir, '--overwrite')
     with open(osp.join(ROOT, args.work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     run_tool(ROOT, 'tools/test.py', args.config, checkpoint, '--work-dir', args.work_dir)

@@ -15,7 +15,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from divdet.apis import run_main  # noqa: E402
-from divdet.apis.cli import ArgumentParser  # noqa: E402
+from divdet.apis.cli import SEED, ArgumentParser  # noqa: E402
 
 DEFAULT_OUT = {'quick': 'data/shapes', 'hard': 'data/hard_shapes'}
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--preset', choices=sorted(DEFAULT_OUT), default='quick')
     parser.add_argument('--out', help='output folder (default: data/shapes or data/hard_shapes)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=SEED, default=0)
     args = parser.parse_args()
     from divdet.datasets import make_hard_shapes_dataset, make_shapes_dataset
     make = make_hard_shapes_dataset if args.preset == 'hard' else make_shapes_dataset
