@@ -106,7 +106,7 @@ def dataset_classes(cfg: Config, loader: str) -> Optional[tuple]:
 
 
 def _head_num_classes(model: dict) -> Optional[tuple[str, int]]:
-    for path in (('bbox_head', 'head'), ('bbox_head',), ('head',)):
+    for path in (('bbox_head', 'head'), ('bbox_head',), ('head', 'head'), ('head',)):
         node: Any = model
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None

@@ -165,6 +165,19 @@ def finished(study: Study) -> dict[Run, dict]:
     return done
 
 
+def read_latency(path: str) -> dict[str, float]:
+    """The measured latencies (``latency.json``): {} if there are none, or if the file
+    is truncated or malformed (then one line says so and they are measured again)."""
+    if not osp.isfile(path):
+        return {}
+    latency = read_json(path)
+    if not isinstance(latency, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in latency.values()):
+        print(f'study: {path} is incomplete; the latency is measured again', flush=True)
+        return {}
+    return latency
+
+
 def read_json(path: str, default=None):
     """A JSON file's content, or ``default`` if it cannot be read or parsed."""
     try:

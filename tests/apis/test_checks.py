@@ -45,7 +45,8 @@ def test_the_demo_config_passes(tmp_path):
 
 
 @pytest.mark.parametrize('option, message', [
-    ('train_dataloader.batch_size=0', r'train_dataloader.batch_size must be in \[1, inf\), found 0'),
+    ('train_dataloader.batch_size=0',
+     r'train_dataloader.batch_size must be in \[1, inf\), found 0'),
     ('test_dataloader.num_workers=-1',
      r'test_dataloader.num_workers must be in \[0, inf\), found -1'),
     ('randomness.seed=-1', r'randomness.seed must be in \[0, 4294967295\], found -1'),

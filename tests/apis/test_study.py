@@ -69,3 +69,13 @@ def test_truncated_or_incomplete_results_are_run_again(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count('is incomplete') == 2 and 'the run is done again' in out
     assert st.read_json(str(tmp_path / 'runs' / truncated.name / 'result.json'), {}) == {}
+
+
+def test_truncated_latency_is_measured_again(tmp_path, capsys):
+    path = tmp_path / 'latency.json'
+    assert st.read_latency(str(path)) == {}
+    path.write_text('{"default_s1": 12.5, "default_s2": 1')
+    assert st.read_latency(str(path)) == {}
+    assert 'is incomplete; the latency is measured again' in capsys.readouterr().out
+    path.write_text('{"default_s1": 12.5}')
+    assert st.read_latency(str(path)) == {'default_s1': 12.5}

@@ -302,8 +302,9 @@ def test_corner_boxes_are_recognised_as_not_coco_xywh(data):
         img = images[a['image_id']]
         a['bbox'][2] = max(a['bbox'][2], img['width'] - x + 4)  # every box past the edge
     _write(data, ann)
-    with pytest.raises(AnnotationError, match=r'boxes run past the right or bottom edge of their '
-                                              r'image .* probably not COCO \[x, y, width, height\]'):
+    with pytest.raises(AnnotationError, match=r'boxes run past the right or bottom edge of '
+                                              r'their image .* probably not COCO '
+                                              r'\[x, y, width, height\]'):
         _build(data)
 
 

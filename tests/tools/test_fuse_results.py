@@ -52,3 +52,23 @@ def test_tune_weights_and_bad_input(tool, tmp_path):
         'positive finite number')
     bad = tool(TOOL, str(ann), *map(str, files), '--fusion', 'Median', check=False)
     assert bad.returncode == 2 and "found 'Median'" in bad.stderr
+
+
+def test_outputs_and_values_are_checked_before_any_work(tool, tmp_path):
+    from tests.fusion.test_results import make_annotations, make_results
+    ann = make_annotations(tmp_path / 'ann.json')
+    result = tmp_path / 'a.bbox.json'
+    result.write_text(json.dumps(make_results(ann, 1.0, seed=0)))
+    (tmp_path / 'file').write_text('x')
+    for option, fragment in ((['--out', str(tmp_path / 'file' / 'f.json')],
+                              "--out '"), (['--metrics-out', str(tmp_path)], 'is a folder'),
+                             (['--tune-weights', '--tune-iou-values', '2'],
+                              'argument --tune-iou-values: the value must be in (0, 1], found 2.0'),
+                             (['--fusion-options', 'iou_thr=-1'],
+                              'WeightedBoxesFusion.iou_thr must be in (0, 1], found -1')):
+        proc = tool('tools/analysis_tools/fuse_results.py', str(ann), str(result), *option,
+                    check=False)
+        assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+        assert fragment in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / 'fused.bbox.json').exists()

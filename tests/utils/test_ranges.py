@@ -8,7 +8,8 @@ from divdet.utils.ranges import check_post_processing, check_range
 
 @pytest.mark.parametrize('value, interval, integer, ok', [
     (0.5, '(0, 1]', False, True), (1, '(0, 1]', False, True), (0, '(0, 1]', False, False),
-    (2, '(0, 1]', False, False), (-1, '(0, 1]', False, False), (float('nan'), '[0, 1)', False, False),
+    (2, '(0, 1]', False, False), (-1, '(0, 1]', False, False),
+    (float('nan'), '[0, 1)', False, False),
     (0.0, '[0, 1)', False, True), (1.0, '[0, 1)', False, False), (True, '[0, 1)', False, False),
     ('0.5', '[0, 1)', False, False), (1, '[1, inf)', True, True), (0, '[1, inf)', True, False),
     (2.0, '[1, inf)', True, False),
@@ -22,7 +23,8 @@ def test_check_range(value, interval, integer, ok):
 
 
 @pytest.mark.parametrize('cfg, message', [
-    (dict(type='WeightedBoxesFusion', iou_thr=2), r'WeightedBoxesFusion.iou_thr must be in \(0, 1\], found 2'),
+    (dict(type='WeightedBoxesFusion', iou_thr=2),
+     r'WeightedBoxesFusion.iou_thr must be in \(0, 1\], found 2'),
     (dict(type='WeightedBoxesFusion', iou_thr=-1), r'iou_thr must be in \(0, 1\], found -1'),
     (dict(type='WeightedBoxesFusion', skip_box_thr=1.0), r'skip_box_thr must be in \[0, 1\)'),
     (dict(type='NMSFusion', iou_thr=0), r'NMSFusion.iou_thr must be in \(0, 1\]'),

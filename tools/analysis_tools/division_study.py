@@ -91,11 +91,7 @@ def main() -> None:
                      'the study plot')
 
     latency_file = osp.join(args.work_dir, 'latency.json')
-    latency = st.read_json(latency_file, {}) if osp.isfile(latency_file) else {}
-    if not isinstance(latency, dict) or not all(
-            isinstance(v, (int, float)) for v in latency.values()):
-        print(f'study: {latency_file} is incomplete; the latency is measured again', flush=True)
-        latency = {}
+    latency = st.read_latency(latency_file)
     spent = []
     for run in runs:
         if run in done or args.summary_only:
