@@ -194,6 +194,38 @@ def _mean_std(values: list[float]) -> tuple:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+#: two-sided 95% quantiles of Student's t by degrees of freedom (a df between two
+#: entries takes the lower one: a wider, conservative interval)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+       9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000, 120: 1.980}
+
+
+def t95(df: int) -> float:
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom."""
+    return T95[max(k for k in T95 if k <= df)]
+
+
+def paired(diffs: list[float]) -> dict:
+    """Mean of per-seed differences with its 95% t interval and the number of wins.
+
+    Args:
+        diffs: one difference per seed (e.g. S=2 minus S=1 on the same seed).
+
+    Returns:
+        dict(n, mean, ci95=(low, high) or None for fewer than 2 seeds, wins: how many
+        differences are > 0).
+    """
+    n = len(diffs)
+    if not n:
+        return dict(n=0, mean=None, ci95=None, wins=0)
+    mean = statistics.fmean(diffs)
+    ci = None
+    if n > 1:
+        half = t95(n - 1) * statistics.stdev(diffs) / n ** 0.5
+        ci = (mean - half, mean + half)
+    return dict(n=n, mean=mean, ci95=ci, wins=sum(d > 0 for d in diffs))
+
+
 def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
               metric: str) -> list[dict]:
     """One row per (variant, S): cost and accuracy as mean and std over seeds.
@@ -208,8 +240,9 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
                   key=lambda k: (list(dict.fromkeys(r.variant for r in study.runs())).index(k[0]),
                                  k[1]))
     for variant, s in keys:
-        results = [res for run, res in done.items()
-                   if (run.variant, run.num_members) == (variant, s)]
+        results = sorted((res for run, res in done.items()
+                          if (run.variant, run.num_members) == (variant, s)),
+                         key=lambda res: res['seed'])
         ens, best, mean = [], [], []
         for res in results:
             m = res['metrics']
@@ -226,7 +259,24 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
             latency_ms=latency.get(name), ensemble=_mean_std(ens), best_member=_mean_std(best),
             mean_member=_mean_std(mean), ensemble_runs=ens, best_member_runs=best,
             minutes=_mean_std([r['minutes'] for r in results])))
+    _add_paired(rows)
     return rows
+
+
+def _add_paired(rows: list[dict]) -> None:
+    """Per row: the per-seed difference of its ensemble to the default S=1 run of the
+    same seed (``vs_s1``: seeds, diffs, mean, 95% interval, wins)."""
+    base = next((r for r in rows if r['variant'] == DEFAULT_VARIANT and r['num_members'] == 1),
+                None)
+    for row in rows:
+        if base is None or row is base:
+            row['vs_s1'] = None
+            continue
+        by_seed = dict(zip(base['seeds'], base['ensemble_runs']))
+        seeds = [seed for seed in row['seeds'] if seed in by_seed]
+        diffs = [value - by_seed[seed] for seed, value in zip(row['seeds'], row['ensemble_runs'])
+                 if seed in by_seed]
+        row['vs_s1'] = dict(paired(diffs), seeds=seeds, diffs=diffs)
 
 
 def _fmt(pair, digits: int = 1) -> str:
@@ -238,6 +288,13 @@ def _fmt(pair, digits: int = 1) -> str:
     return f'{mean:.{digits}f} +- {std:.{digits}f}'
 
 
+def _fmt_paired(vs: dict | None) -> str:
+    if not vs or not vs['n']:
+        return '-'
+    interval = '' if vs['ci95'] is None else f" [{vs['ci95'][0]:+.1f}, {vs['ci95'][1]:+.1f}]"
+    return f"{vs['mean']:+.1f}{interval}, {vs['wins']}/{vs['n']}"
+
+
 def markdown(study: Study, rows: list[dict], metric: str, total: int) -> str:
     """The study's table (``study.md``)."""
     done = sum(len(r['seeds']) for r in rows)
@@ -247,15 +304,19 @@ def markdown(study: Study, rows: list[dict], metric: str, total: int) -> str:
              'median, `model.test_step` on validation images, every (variant, S) in its own '
              'process, interleaved.', '',
              '| variant | S | params (M) | GFLOPs | latency (ms) | ensemble | best member | '
-             'mean member | seeds | min per run |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             'mean member | vs S=1, same seed | seeds | min per run |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         def num(v, d=2):
             return '-' if v is None else f'{v:.{d}f}'
         lines.append(f"| {r['variant']} | {r['num_members']} | {num(r['params_m'])} | "
                      f"{num(r['gflops'])} | {num(r['latency_ms'], 1)} | {_fmt(r['ensemble'])} | "
                      f"{_fmt(r['best_member'])} | {_fmt(r['mean_member'])} | "
-                     f"{len(r['seeds'])} | {_fmt(r['minutes'])} |")
+                     f"{_fmt_paired(r.get('vs_s1'))} | {len(r['seeds'])} | "
+                     f"{_fmt(r['minutes'])} |")
+    lines += ['', '"vs S=1, same seed": the mean over seeds of (this row\'s ensemble minus the '
+              'default S=1 run of the same seed), its 95% t interval, and on how many seeds '
+              'this row was ahead.']
     overrides = {v: o for v, o in study.variants.items()}
     if overrides:
         lines += ['', 'Variants: ' + '; '.join(f'`{v}`: `{" ".join(o)}`'

@@ -4,7 +4,7 @@ Every file divdet writes (checkpoints, ``--out`` pickles, fused detections,
 metrics, drawings, converted weights, datasets) goes through
 :func:`atomic_write`: a temporary ``.NAME.*.part`` file in the target folder,
 fsynced and renamed over the target, so a killed or failed write leaves the
-previous file intact. Leftover ``.NAME.*.part`` files of a killed write of the
+previous file intact. Leftover ``.NAME.PID.*.part`` files of a killed write of the
 same target are removed by the next write. The tools call :func:`write_output`,
 which turns the ``OSError`` of a full disk, a read-only folder or a path under
 a file into an :class:`~divdet.utils.errors.OutputError`, and check their
@@ -27,14 +27,14 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
     """Write ``data`` to ``filepath``: temporary file, fsync, then rename.
 
     Leftover temporary files of an earlier, killed write of ``filepath``
-    (``.NAME.*.part`` in its folder) are removed first.
+    (``.NAME.PID.*.part`` of processes that no longer run) are removed first.
     """
     filepath = str(filepath)
     folder = osp.dirname(osp.abspath(filepath))
     os.makedirs(folder, exist_ok=True)
     remove_stale_parts(filepath)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filepath) + '.', suffix='.part',
-                               dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(filepath)}.{os.getpid()}.',
+                               suffix='.part', dir=folder)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -51,18 +51,35 @@ def atomic_write(data: bytes, filepath: Union[str, Path]) -> None:
 
 
 def remove_stale_parts(filepath: Union[str, Path]) -> list[str]:
-    """Remove the ``.NAME.*.part`` files a killed :func:`atomic_write` of ``filepath`` left."""
+    """Remove the ``.NAME.PID.*.part`` files a killed :func:`atomic_write` of ``filepath`` left.
+
+    A temporary file is stale when the process that wrote it (the PID in its name)
+    no longer runs; the temporary files of live processes (e.g. another rank
+    writing the same file) are left alone.
+    """
     folder = osp.dirname(osp.abspath(str(filepath)))
-    pattern = osp.join(glob.escape(folder), glob.escape('.' + osp.basename(str(filepath))) +
-                       '.*.part')
+    name = '.' + osp.basename(str(filepath)) + '.'
     removed = []
-    for stale in glob.glob(pattern):
+    for stale in glob.glob(osp.join(glob.escape(folder), glob.escape(name) + '*.part')):
+        pid = osp.basename(stale)[len(name):].split('.', 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
         try:
             os.unlink(stale)
             removed.append(stale)
         except OSError:
             pass
     return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _reason(err: OSError) -> str:

@@ -79,3 +79,32 @@ def test_truncated_latency_is_measured_again(tmp_path, capsys):
     assert 'is incomplete; the latency is measured again' in capsys.readouterr().out
     path.write_text('{"default_s1": 12.5}')
     assert st.read_latency(str(path)) == {'default_s1': 12.5}
+
+
+def test_paired_statistics_equal_a_hand_computation():
+    # diffs 1..5: mean 3, sd sqrt(2.5), t(4) = 2.776: half-width 2.776 * 1.5811 / sqrt(5)
+    found = st.paired([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert found['n'] == 5 and found['wins'] == 5 and found['mean'] == pytest.approx(3.0)
+    assert found['ci95'] == pytest.approx((3 - 1.96292, 3 + 1.96292), abs=1e-4)
+    assert st.paired([-1.0, 2.0])['wins'] == 1
+    assert st.paired([0.5])['ci95'] is None
+    assert st.t95(4) == 2.776 and st.t95(11) == 2.228  # between entries: the lower df
+
+
+def test_rows_compare_each_seed_with_s1_of_the_same_seed():
+    study = st.Study('c.py', 'w', [1, 2], [0, 1, 2])
+    done = {}
+    for run in study.runs():  # S=1: 20, 10, 30; S=2 always 5 points higher
+        base = {0: 20.0, 1: 10.0, 2: 30.0}[run.seed]
+        ap = base + (5.0 if run.num_members == 2 else 0.0)
+        done[run] = _result({'coco/bbox_mAP': ap / 100}, run.seed, run.num_members)
+    done = dict(reversed(list(done.items())))  # finished in another order
+    rows = st.summarise(study, done, {}, {}, 'coco/bbox_mAP')
+    s1, s2 = rows
+    assert s1['seeds'] == [0, 1, 2] and s1['ensemble_runs'] == pytest.approx([20, 10, 30])
+    assert s1['vs_s1'] is None
+    vs = s2['vs_s1']
+    assert vs['seeds'] == [0, 1, 2] and vs['diffs'] == pytest.approx([5, 5, 5])
+    assert vs['mean'] == pytest.approx(5) and vs['ci95'] == pytest.approx((5, 5))
+    assert vs['wins'] == 3
+    assert '+5.0 [+5.0, +5.0], 3/3' in st.markdown(study, rows, 'coco/bbox_mAP', 6)

@@ -48,8 +48,8 @@ def test_tune_weights_and_bad_input(tool, tmp_path):
     bad = tool(TOOL, str(ann), *map(str, files), '--weights', '1', '0', check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
-        'divdet: error: fusion weight of model (member) 1 is 0.0; every weight must be a '
-        'positive finite number')
+        'divdet: error: fuse_results.py: argument --weights: the value must be in (0, inf), '
+        'found 0.0 (see fuse_results.py --help)')
     bad = tool(TOOL, str(ann), *map(str, files), '--fusion', 'Median', check=False)
     assert bad.returncode == 2 and "found 'Median'" in bad.stderr
 

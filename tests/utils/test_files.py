@@ -16,13 +16,22 @@ from divdet.utils.files import (
 
 def test_stale_parts_of_a_killed_write_are_removed_by_the_next(tmp_path):
     target = tmp_path / 'preds.pkl'
-    stale = tmp_path / '.preds.pkl.abc123.part'  # what a SIGKILL mid-write leaves
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f'.preds.pkl.{dead}.abc123.part'  # what a SIGKILL mid-write leaves
     stale.write_bytes(b'x' * 1000)
-    other = tmp_path / '.other.pkl.abc123.part'  # another file's: not touched
+    old_style = tmp_path / '.preds.pkl.abc123.part'  # without a PID
+    old_style.write_bytes(b'x')
+    live = tmp_path / f'.preds.pkl.{os.getppid()}.abc123.part'  # another rank writing now
+    live.write_bytes(b'z')
+    other = tmp_path / f'.other.pkl.{dead}.abc123.part'  # another file's: not touched
     other.write_bytes(b'y')
     atomic_write(b'data', target)
     assert target.read_bytes() == b'data'
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and not old_style.exists()
+    assert live.exists() and other.exists()
     assert remove_stale_parts(tmp_path / 'other.pkl') == [str(other)]
 
 
