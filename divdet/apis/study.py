@@ -10,11 +10,21 @@ Layout of a study folder ``DIR``::
 
     DIR/runs/{variant}_s{S}_seed{seed}/   one work directory per run
         result.json                       written last: the run is finished
+    DIR/tune/instances_fit.json,          with ``--tune``: the training split without
+        instances_holdout.json            its held-out fifth, and that fifth
+    DIR/tune/{variant}_s{S}_{KEY}={V}/    one selection run per (variant, S) and value
     DIR/latency.json                      batch-1 latency per (variant, S)
     DIR/study.json, study.md, study.png   the summary, rewritten after each run
 
 A run whose ``result.json`` exists is not run again, so a killed study resumes
-where it stopped. Every file is written atomically.
+where it stopped. Every file is written atomically; checkpoints are recorded
+relative to their run directory, so a study folder can be moved or committed.
+
+**Tuning** (``--tune KEY=V1,V2,...``, e.g. the learning rate): before the seeds,
+every (variant, S) trains once per value on the training split without its
+held-out fifth (every fifth image in id order) and is tested on that fifth; the
+value with the best score is kept for that row's seeds. The validation split,
+which the tables report, is never read for the choice.
 """
 from __future__ import annotations
 
@@ -65,19 +75,38 @@ class Study:
     variants: dict[str, list[str]] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
     metric: str = METRICS['mmdet']  #: the metric a finished run's test must report
+    #: S per variant for variants that do not follow the default rule (S > 1), e.g.
+    #: the width variants of S=1
+    variant_splits: dict[str, list[int]] = field(default_factory=dict)
+    #: ``(KEY, [V1, V2, ...])`` to tune per (variant, S), or None
+    tune: tuple[str, list[str]] | None = None
+    #: (variant, S) -> the tuned value its seeds run with (set by :func:`choose`)
+    chosen: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def runs(self) -> list[Run]:
         names = [DEFAULT_VARIANT] + [v for v in self.variants if v != DEFAULT_VARIANT]
         # seed-major: a partly finished study has every (variant, S) at the first seeds
-        return [Run(v, s, seed) for seed in self.seeds for v in names for s in self.splits
-                if v == DEFAULT_VARIANT or s > 1]
+        return [Run(v, s, seed) for seed in self.seeds for v in names
+                for s in self.variant_splits.get(v, self.splits)
+                if v == DEFAULT_VARIANT or v in self.variant_splits or s > 1]
+
+    def rows(self) -> list[tuple[str, int]]:
+        """The (variant, S) pairs, in run order."""
+        return list(dict.fromkeys((r.variant, r.num_members) for r in self.runs()))
 
     def run_dir(self, run: Run) -> str:
         return osp.join(self.work_dir, 'runs', run.name)
 
-    def overrides(self, run: Run) -> list[str]:
+    def overrides(self, run: Run, tuned: bool = True) -> list[str]:
+        """The run's ``--cfg-options``; with the tuned value of its row if chosen."""
+        chosen = self.chosen.get((run.variant, run.num_members)) if tuned else None
         return [f'model.num_members={run.num_members}', f'randomness.seed={run.seed}',
-                *self.options, *self.variants.get(run.variant, [])]
+                *self.options, *self.variants.get(run.variant, []),
+                *([f'{self.tune[0]}={chosen}'] if chosen is not None else [])]
+
+    def tune_dir(self, variant: str, num_members: int, value: str) -> str:
+        safe = str(value).replace(os.sep, '_')
+        return osp.join(self.work_dir, 'tune', f'{variant}_s{num_members}_{self.tune[0]}={safe}')
 
 
 def parse_variants(items: list[list[str]] | None) -> dict[str, list[str]]:
@@ -114,13 +143,18 @@ def _tool(cmd: list[str], log: str, root: str) -> None:
                           f'(log {log}): {" | ".join(tail)}')
 
 
-def execute(study: Study, run: Run, root: str) -> dict:
-    """Train and test one run as a user would; write and return its ``result.json``."""
-    work = study.run_dir(run)
+def train_and_test(study: Study, work: str, options: list[str], root: str,
+                   label: str) -> tuple[str, dict]:
+    """Train in ``work`` (a killed run resumes) and test its last checkpoint.
+
+    Returns:
+        The checkpoint's path and the test's metrics.
+
+    Raises:
+        ConfigError: a tool failed, or the test reported no ``study.metric``.
+    """
     os.makedirs(work, exist_ok=True)
     log = osp.join(work, 'study.log')
-    options = study.overrides(run)
-    start = time.time()
     last = osp.join(work, 'last_checkpoint')
     # a run killed mid-training continues; one killed before its first complete checkpoint
     # starts over in its own run directory
@@ -134,14 +168,146 @@ def execute(study: Study, run: Run, root: str) -> dict:
            '--cfg-options', *options], log, root)
     metrics = latest_metrics(test_dir)
     if study.metric not in metrics:
-        raise ConfigError(f'{run.variant} S={run.num_members} seed {run.seed}: the test reported '
-                          f'no {study.metric!r} (it reported {sorted(metrics)}); check the '
-                          f'config\'s evaluator and test_cfg (log {log})')
+        raise ConfigError(f'{label}: the test reported no {study.metric!r} (it reported '
+                          f"{sorted(metrics)}); check the config's evaluator and test_cfg "
+                          f'(log {log})')
+    return checkpoint, metrics
+
+
+def execute(study: Study, run: Run, root: str) -> dict:
+    """Train and test one run as a user would; write and return its ``result.json``."""
+    work = study.run_dir(run)
+    options = study.overrides(run)
+    start = time.time()
+    checkpoint, metrics = train_and_test(
+        study, work, options, root, f'{run.variant} S={run.num_members} seed {run.seed}')
     result = dict(variant=run.variant, num_members=run.num_members, seed=run.seed,
-                  overrides=options, checkpoint=checkpoint,
+                  overrides=options, checkpoint=osp.relpath(checkpoint, work),
                   minutes=round((time.time() - start) / 60, 2), metrics=metrics)
     write_json(osp.join(work, 'result.json'), result)
     return result
+
+
+def checkpoint_of(study: Study, run: Run, result: dict) -> str:
+    """A run's checkpoint path (recorded relative to its run directory)."""
+    return osp.join(study.run_dir(run), result['checkpoint'])
+
+
+# ---- tuning ------------------------------------------------------------------------------
+
+#: every HOLDOUT_EVERY-th training image (in id order) is held out for tuning
+HOLDOUT_EVERY = 5
+
+
+def parse_tune(text: str | None) -> tuple[str, list[str]] | None:
+    """``KEY=V1,V2,...`` to ``(KEY, [V1, V2, ...])``.
+
+    Raises:
+        ConfigError: no ``=``, or fewer than two distinct values.
+    """
+    if text is None:
+        return None
+    key, sep, values = text.partition('=')
+    items = [v.strip() for v in values.split(',') if v.strip()]
+    if not sep or not key.strip() or len(set(items)) < 2 or len(set(items)) != len(items):
+        raise ConfigError(f'--tune expects KEY=V1,V2,... with at least two distinct values, '
+                          f'found {text!r}')
+    return key.strip(), items
+
+
+def tuning_split(study: Study) -> dict[str, str]:
+    """Write (once) the training annotation file without its held-out part and the
+    held-out part; return their paths and the training images' folder.
+
+    Raises:
+        ConfigError: the training dataset has no COCO annotation file.
+    """
+    from mmengine.config import Config, DictAction
+
+    from divdet.apis.checks import dataset_cfg
+    cfg = Config.fromfile(study.config)
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in
+                         (o.split('=', 1) for o in study.options)})
+    train = dataset_cfg(cfg, 'train_dataloader') or {}
+    ann, root = train.get('ann_file'), train.get('data_root') or ''
+    if not isinstance(ann, str) or not ann.endswith('.json'):
+        raise ConfigError('--tune needs a COCO annotation file (train_dataloader.dataset.'
+                          f'ann_file), found {ann!r}')
+    source = ann if osp.isabs(ann) else osp.join(root, ann)
+    folder = osp.join(study.work_dir, 'tune')
+    out = dict(fit=osp.abspath(osp.join(folder, 'instances_fit.json')),
+               holdout=osp.abspath(osp.join(folder, 'instances_holdout.json')),
+               images=(train.get('data_prefix') or {}).get('img', ''), source=source)
+    made = read_json(osp.join(folder, 'split.json'))
+    if made == out and osp.isfile(out['fit']) and osp.isfile(out['holdout']):
+        return out
+    with open(source, encoding='utf-8') as f:
+        data = json.load(f)
+    ids = sorted(img['id'] for img in data['images'])
+    held = set(ids[HOLDOUT_EVERY - 1::HOLDOUT_EVERY])
+    for name, keep in (('fit', lambda i: i not in held), ('holdout', lambda i: i in held)):
+        part = dict(data, images=[img for img in data['images'] if keep(img['id'])],
+                    annotations=[a for a in data['annotations'] if keep(a['image_id'])])
+        write_json(out[name], part)
+    write_json(osp.join(folder, 'split.json'), out)
+    return out
+
+
+def tuning_options(study: Study, split: dict) -> list[str]:
+    """Train on the fit part, validate and test on the held-out part (training images)."""
+    images = split['images']
+    return [f'train_dataloader.dataset.ann_file={split["fit"]}',
+            *[f'{loader}.dataset.{key}' for loader in ('val_dataloader', 'test_dataloader')
+              for key in (f'ann_file={split["holdout"]}', f'data_prefix.img={images}')],
+            f'val_evaluator.ann_file={split["holdout"]}',
+            f'test_evaluator.ann_file={split["holdout"]}']
+
+
+def tune_row(study: Study, variant: str, num_members: int, root: str,
+             split: dict, train: bool = True) -> dict[str, dict]:
+    """Train every value of ``study.tune`` once for (variant, S) (first seed), test on the
+    held-out part; skip values that already have a ``result.json``. Returns value -> result
+    (without ``train``: only the finished ones)."""
+    key, values = study.tune
+    results = {}
+    for value in values:
+        work = study.tune_dir(variant, num_members, value)
+        path = osp.join(work, 'result.json')
+        result = read_json(path) if osp.isfile(path) else None
+        if not isinstance(result, dict) or 'score' not in result:
+            if not train:
+                continue
+            run = Run(variant, num_members, study.seeds[0])
+            options = study.overrides(run, tuned=False) + [f'{key}={value}'] + \
+                tuning_options(study, split)
+            start = time.time()
+            checkpoint, metrics = train_and_test(
+                study, work, options, root, f'tuning {variant} S={num_members} {key}={value}')
+            result = dict(variant=variant, num_members=num_members, seed=run.seed, key=key,
+                          value=value, overrides=options,
+                          checkpoint=osp.relpath(checkpoint, work),
+                          minutes=round((time.time() - start) / 60, 2), metrics=metrics,
+                          score=TO_PERCENT.get(study.metric, 1.0) * metrics[study.metric])
+            write_json(path, result)
+            print(f'study: tuning {variant} S={num_members}: {key}={value} scored '
+                  f'{result["score"]:.1f} on the held-out part', flush=True)
+        results[value] = result
+    return results
+
+
+def choose(study: Study, variant: str, num_members: int, results: dict[str, dict]) -> str:
+    """Keep the value with the best held-out score (the first listed on a tie)."""
+    best = max(study.tune[1], key=lambda v: (results[v]['score'], -study.tune[1].index(v)))
+    study.chosen[(variant, num_members)] = best
+    return best
+
+
+def tuning_summary(study: Study, tuned: dict) -> dict:
+    """For ``study.json``: per row, the key, every value's held-out score and the choice."""
+    return {f'{v}_s{s}': dict(key=study.tune[0], chosen=study.chosen.get((v, s)),
+                              scores={val: r['score'] for val, r in results.items()},
+                              runs=list(results.values()))
+            for (v, s), results in tuned.items()}
 
 
 def finished(study: Study) -> dict[Run, dict]:
@@ -161,6 +327,11 @@ def finished(study: Study) -> dict[Run, dict]:
             print(f'study: {path} is incomplete (no {study.metric!r}); the run is done again',
                   flush=True)
             continue
+        made_with = result.get('overrides')
+        if made_with is not None and made_with != study.overrides(run):
+            raise ConfigError(f'{path} was made with --cfg-options {made_with}, this study runs '
+                              f'{run.name} with {study.overrides(run)}; use another --work-dir '
+                              'for another study')
         done[run] = result
     return done
 
@@ -236,9 +407,8 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
     """
     rows = []
     scale = TO_PERCENT.get(metric, 1.0)
-    keys = sorted({(r.variant, r.num_members) for r in study.runs()},
-                  key=lambda k: (list(dict.fromkeys(r.variant for r in study.runs())).index(k[0]),
-                                 k[1]))
+    order = list(dict.fromkeys(r.variant for r in study.runs()))
+    keys = sorted(study.rows(), key=lambda k: (order.index(k[0]), k[1]))
     for variant, s in keys:
         results = sorted((res for run, res in done.items()
                           if (run.variant, run.num_members) == (variant, s)),
@@ -258,7 +428,8 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
             params_m=cost.get(name, {}).get('params_m'), gflops=cost.get(name, {}).get('gflops'),
             latency_ms=latency.get(name), ensemble=_mean_std(ens), best_member=_mean_std(best),
             mean_member=_mean_std(mean), ensemble_runs=ens, best_member_runs=best,
-            minutes=_mean_std([r['minutes'] for r in results])))
+            minutes=_mean_std([r['minutes'] for r in results]),
+            tuned=study.chosen.get((variant, s))))
     _add_paired(rows)
     return rows
 
@@ -298,22 +469,29 @@ def _fmt_paired(vs: dict | None) -> str:
 def markdown(study: Study, rows: list[dict], metric: str, total: int) -> str:
     """The study's table (``study.md``)."""
     done = sum(len(r['seeds']) for r in rows)
+    tuned_header = f' {study.tune[0]} (tuned) |' if study.tune else ''
     lines = [f'# Division study of `{study.config}`', '',
              f'{done} of {total} runs finished; seeds {study.seeds}; accuracy: `{metric}` in %, '
              'mean +- std over the finished seeds; latency: batch 1, trained weights, '
              'median, `model.test_step` on validation images, every (variant, S) in its own '
              'process, interleaved.', '',
-             '| variant | S | params (M) | GFLOPs | latency (ms) | ensemble | best member | '
-             'mean member | vs S=1, same seed | seeds | min per run |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             f'| variant | S |{tuned_header} params (M) | GFLOPs | latency (ms) | ensemble | '
+             'best member | mean member | vs S=1, same seed | seeds | min per run |',
+             '|---|---|' + '---|' * (9 + bool(study.tune))]
     for r in rows:
         def num(v, d=2):
             return '-' if v is None else f'{v:.{d}f}'
-        lines.append(f"| {r['variant']} | {r['num_members']} | {num(r['params_m'])} | "
+        tuned = f" {r.get('tuned') or '-'} |" if study.tune else ''
+        lines.append(f"| {r['variant']} | {r['num_members']} |{tuned} {num(r['params_m'])} | "
                      f"{num(r['gflops'])} | {num(r['latency_ms'], 1)} | {_fmt(r['ensemble'])} | "
                      f"{_fmt(r['best_member'])} | {_fmt(r['mean_member'])} | "
                      f"{_fmt_paired(r.get('vs_s1'))} | {len(r['seeds'])} | "
                      f"{_fmt(r['minutes'])} |")
+    if study.tune:
+        lines += ['', f'`{study.tune[0]}` tuned per row among {study.tune[1]}: each value '
+                  f'trained once (seed {study.seeds[0]}) on the training split without every '
+                  f'{HOLDOUT_EVERY}th image, scored on those images; the validation split '
+                  'above is not used for the choice (scores in study.json, `tuning`).']
     lines += ['', '"vs S=1, same seed": the mean over seeds of (this row\'s ensemble minus the '
               'default S=1 run of the same seed), its 95% t interval, and on how many seeds '
               'this row was ahead.']
@@ -391,7 +569,7 @@ def latency_worker(run_dir: str, calls: int) -> float:
 
     from divdet.apis.plot import run_config
     with open(osp.join(run_dir, 'result.json')) as f:
-        checkpoint = json.load(f)['checkpoint']
+        checkpoint = osp.join(run_dir, json.load(f)['checkpoint'])
     cfg = Config.fromfile(run_config(run_dir))
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     loader_cfg = dict(cfg.test_dataloader, batch_size=1, num_workers=0, persistent_workers=False)
@@ -424,7 +602,7 @@ def measure_latency(study: Study, done: dict[Run, dict], root: str, tool: str,
     pick: dict[str, Run] = {}
     names = {f'{run.variant}_s{run.num_members}' for run in done}
     for run in sorted(done, key=lambda r: r.seed):
-        if osp.isfile(done[run]['checkpoint']) and osp.isdir(study.run_dir(run)):
+        if osp.isfile(checkpoint_of(study, run, done[run])):
             pick.setdefault(f'{run.variant}_s{run.num_members}', run)
     for name in sorted(names - set(pick)):  # e.g. results copied without checkpoints
         print(f'study: no checkpoint of {name} is left; its latency is not measured',

@@ -108,3 +108,99 @@ def test_rows_compare_each_seed_with_s1_of_the_same_seed():
     assert vs['mean'] == pytest.approx(5) and vs['ci95'] == pytest.approx((5, 5))
     assert vs['wins'] == 3
     assert '+5.0 [+5.0, +5.0], 3/3' in st.markdown(study, rows, 'coco/bbox_mAP', 6)
+
+
+# ---- tuning --------------------------------------------------------------------------------
+
+CONFIG = 'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_hardshapes.py'
+LR = 'optim_wrapper.optimizer.lr'
+
+
+def _tuned_study(tmp_path):
+    from divdet.datasets import make_shapes_dataset
+    make_shapes_dataset(tmp_path / 'data', num_train=20, num_val=5, size=48)
+    options = [f'{loader}.dataset.data_root={tmp_path}/data/'
+               for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    return st.Study(CONFIG, str(tmp_path / 'study'), [1, 2], [3, 4], {}, options,
+                    tune=st.parse_tune(f'{LR}=0.02,0.04,0.08'))
+
+
+class FakeTrainer:
+    """Stands for train.py + test.py: a known held-out score per (S, learning rate)."""
+
+    SCORES = {(1, '0.02'): 0.30, (1, '0.04'): 0.50, (1, '0.08'): 0.40,
+              (2, '0.02'): 0.45, (2, '0.04'): 0.44, (2, '0.08'): 0.20}
+
+    def __init__(self, fail_after=None):
+        self.calls, self.fail_after = [], fail_after
+
+    def __call__(self, study, work, options, root, label):
+        if self.fail_after is not None and len(self.calls) == self.fail_after:
+            raise KeyboardInterrupt  # the study is killed
+        self.calls.append(options)
+        found = dict(o.split('=', 1) for o in options)
+        score = self.SCORES[(int(found['model.num_members']), found[LR])]
+        return f'{work}/epoch_1.pth', {'coco/bbox_mAP': score}
+
+
+def test_tuning_picks_the_best_held_out_value_per_row(tmp_path, monkeypatch):
+    import json
+    study = _tuned_study(tmp_path)
+    fake = FakeTrainer()
+    monkeypatch.setattr(st, 'train_and_test', fake)
+    split = st.tuning_split(study)
+    for variant, s in study.rows():
+        st.choose(study, variant, s, st.tune_row(study, variant, s, '.', split))
+    assert study.chosen == {('default', 1): '0.04', ('default', 2): '0.02'}
+    assert len(fake.calls) == 6
+    # the seeds then run with their row's value
+    run = study.runs()[0]
+    assert f'{LR}=0.04' in study.overrides(run) and run.num_members == 1
+    # selection never reads the validation split: val/test loaders and evaluators point
+    # at the held-out fifth of the training images
+    train = json.loads((tmp_path / 'data/annotations/instances_train.json').read_text())
+    fit, held = (json.loads(open(split[k]).read()) for k in ('fit', 'holdout'))
+    assert len(held['images']) == 4 and len(fit['images']) == 16
+    assert {i['id'] for i in fit['images']} | {i['id'] for i in held['images']} == \
+        {i['id'] for i in train['images']}
+    assert not {i['id'] for i in fit['images']} & {i['id'] for i in held['images']}
+    assert all(a['image_id'] in {i['id'] for i in held['images']} for a in held['annotations'])
+    for options in fake.calls:
+        text = ' '.join(options)
+        assert 'instances_val' not in text and 'val/' not in text
+        found = dict(o.split('=', 1) for o in options)
+        for key in ('val_dataloader.dataset.ann_file', 'test_dataloader.dataset.ann_file',
+                    'val_evaluator.ann_file', 'test_evaluator.ann_file'):
+            assert found[key] == split['holdout']
+        assert found['test_dataloader.dataset.data_prefix.img'] == 'train/'
+        assert found['train_dataloader.dataset.ann_file'] == split['fit']
+        assert found['randomness.seed'] == '3'  # the first seed
+
+
+def test_tuning_resumes_after_a_kill(tmp_path, monkeypatch):
+    study = _tuned_study(tmp_path)
+    split = st.tuning_split(study)
+    killed = FakeTrainer(fail_after=2)
+    monkeypatch.setattr(st, 'train_and_test', killed)
+    with pytest.raises(KeyboardInterrupt):
+        st.tune_row(study, 'default', 1, '.', split)
+    again = FakeTrainer()
+    monkeypatch.setattr(st, 'train_and_test', again)
+    results = st.tune_row(study, 'default', 1, '.', split)
+    assert [dict(o.split('=', 1) for o in c)[LR] for c in again.calls] == ['0.08']
+    assert st.choose(study, 'default', 1, results) == '0.04'
+    summary = st.tuning_summary(study, {('default', 1): results})
+    assert summary['default_s1']['scores'] == {'0.02': 30.0, '0.04': 50.0, '0.08': 40.0}
+    assert summary['default_s1']['chosen'] == '0.04'
+
+
+@pytest.mark.parametrize('text', ['lr', 'lr=0.1', 'lr=0.1,0.1', '=0.1,0.2'])
+def test_bad_tune_option(text):
+    with pytest.raises(ConfigError, match='--tune expects KEY=V1,V2'):
+        st.parse_tune(text)
+
+
+def test_width_variants_run_at_s1_only():
+    study = st.Study('c.py', 'w', [1, 2], [0], {'widen1.5': ['model.backbone.widen=1.5']},
+                     variant_splits={'widen1.5': [1]})
+    assert study.rows() == [('default', 1), ('default', 2), ('widen1.5', 1)]

@@ -21,7 +21,7 @@ import torch
 from mmengine.model import ModuleList
 from mmpretrain.models.backbones import ResNeSt, ResNet, ResNetV1d, ResNeXt, SEResNet, SEResNeXt
 
-from divdet.models.utils.division import get_arch, scale_dropout
+from divdet.models.utils.division import get_arch, scale_dropout, widen_widths
 from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
@@ -84,6 +84,9 @@ class DividedBackbone(DividedPart):
             ``'none'``; None takes the family's rule (sqrt for EfficientNet,
             PyramidNet, DenseNet and SENet, as the reference does). It also scales
             the family's other probabilities (``shakedrop_prob``).
+        widen: width multiplier on top of the division rule (1 = the rule's widths;
+            e.g. 1.5 for an S=1 network 1.5x as wide), see
+            :func:`~divdet.models.utils.division.widen_widths`.
         member_init_cfg: optional list of S init configs, one per member (e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``).
             A checkpoint with member-prefixed keys (``members.0.conv1...``)
@@ -98,7 +101,7 @@ class DividedBackbone(DividedPart):
     def __init__(self, arch: str, num_members: int = 2,
                  out_indices: Optional[Sequence[int]] = None, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, dropout_scaling: Optional[str] = None,
-                 member_init_cfg: Optional[Sequence[dict]] = None,
+                 widen: float = 1.0, member_init_cfg: Optional[Sequence[dict]] = None,
                  init_cfg: Optional[dict] = None, **kwargs) -> None:
         super().__init__(num_members, init_cfg)
         spec = get_arch(arch, num_members)
@@ -107,7 +110,9 @@ class DividedBackbone(DividedPart):
                              f'found {len(member_init_cfg)}')
         self.arch = arch
         member_cls = MEMBER_CLASSES[spec.member]
-        member_kwargs = dict(spec.fixed, **spec.widths[num_members], **kwargs)
+        member_kwargs = dict(spec.fixed, **widen_widths(spec.widths[num_members], widen, arch),
+                             **kwargs)
+        self.widen = widen
         if out_indices is not None:
             member_kwargs['out_indices'] = tuple(out_indices)
         scaling = dropout_scaling or spec.dropout_scaling

@@ -267,6 +267,38 @@ class UnknownArchError(ConfigError, KeyError):
         return str(self.args[0])
 
 
+#: The width arguments a width multiplier scales (channel counts and growth rates);
+#: depths, groups and factors such as WRN's k stay.
+WIDENED_KEYS = ('stem_channels', 'base_channels', 'channels', 'head_channels', 'growth_rate')
+
+
+def widen_widths(widths: Mapping, factor: float, arch: str = 'this arch') -> dict:
+    """A member's width arguments times ``factor``, on top of the division rule.
+
+    ``widen`` draws the accuracy-against-width curve of one network (the paper's
+    Figure 1: wider S=1 networks against S > 1 at the base width). Channel counts
+    are rounded to the nearest integer (to a multiple of the family's
+    ``divisor`` where it has one, e.g. EfficientNet).
+
+    Raises:
+        ConfigError: a factor that is not a positive number, or an architecture
+            whose widths are not channel counts (e.g. WRN's factor k).
+    """
+    from divdet.utils.ranges import check_range
+    check_range('widen', factor, '(0, inf)')
+    if factor == 1:
+        return dict(widths)
+    if not any(k in WIDENED_KEYS for k in widths):
+        raise ConfigError(f'widen={factor}: {arch} sets its widths by {sorted(widths)}, not '
+                          'channel counts; choose a wider arch instead (e.g. a larger k)')
+    divisor = int(widths.get('divisor', 1))
+
+    def scale(v):
+        return max(divisor, int(round(v * factor / divisor)) * divisor)
+    return {k: (tuple(scale(x) for x in v) if isinstance(v, (tuple, list)) else scale(v))
+            if k in WIDENED_KEYS else v for k, v in widths.items()}
+
+
 def get_arch(name: str, num_members: int) -> Arch:
     """Look up an architecture and check that it can be divided into S members.
 
