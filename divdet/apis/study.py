@@ -512,21 +512,34 @@ def plot(rows: list[dict], metric: str) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (key, label) in zip(axes, (('params_m', 'parameters (M)'),
                                        ('latency_ms', 'latency, batch 1 (ms)'))):
-        for variant in dict.fromkeys(r['variant'] for r in rows):
-            def drawn(r, key=key):
-                return r[key] is not None and r['ensemble'][0] is not None
+        def drawn(r, key=key):
+            return r[key] is not None and r['ensemble'][0] is not None
 
-            pts = [r for r in rows if r['variant'] == variant and drawn(r)]
+        # S=1 at several widths (the default and the width variants) is one curve: the
+        # paper's "wider network" line; other variants start from the default S=1 point
+        widths = sorted((r for r in rows if r['num_members'] == 1 and drawn(r)),
+                        key=lambda r: r['params_m'] or 0.0)
+        curves = []
+        if len(widths) > 1:
+            curves.append(('S=1, wider', widths))
+        for variant in dict.fromkeys(r['variant'] for r in rows):
+            pts = [r for r in rows if r['variant'] == variant and drawn(r)
+                   and not (len(widths) > 1 and r['num_members'] == 1)]
             if variant != DEFAULT_VARIANT:  # draw the variant from the same S=1 point
                 pts = [r for r in rows if r['variant'] == DEFAULT_VARIANT
                        and r['num_members'] == 1 and drawn(r)] + pts
-            if not pts:
-                continue
+            if variant == DEFAULT_VARIANT and len(widths) > 1:
+                pts = [r for r in widths if r['variant'] == DEFAULT_VARIANT] + pts
+            if len(pts) > (1 if variant != DEFAULT_VARIANT else 0):
+                curves.append((variant, pts))
+        for name, pts in curves:
             ax.errorbar([r[key] for r in pts], [r['ensemble'][0] for r in pts],
                         yerr=[r['ensemble'][1] or 0.0 for r in pts], marker='o', capsize=3,
-                        label=variant)
+                        label=name)
             for r in pts:
-                ax.annotate(f"S={r['num_members']}", (r[key], r['ensemble'][0]),
+                tag = f"S={r['num_members']}" + ('' if r['variant'] == DEFAULT_VARIANT or
+                                                 r['num_members'] > 1 else f" {r['variant']}")
+                ax.annotate(tag, (r[key], r['ensemble'][0]),
                             textcoords='offset points', xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel(f'{metric} (%), ensemble')
