@@ -58,6 +58,7 @@ from divdet.registry import register_dataset
 from divdet.utils.errors import AnnotationError, DivdetError, ImageError, first_items, one_line
 
 REQUIRED_SECTIONS = {'images': list, 'annotations': list, 'categories': list}
+SINGULAR = {'images': 'image', 'annotations': 'annotation', 'categories': 'category'}
 REQUIRED_IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
 REQUIRED_ANN_KEYS = ('id', 'image_id', 'category_id', 'bbox')
 DEGENERATE = 'degenerate boxes (width or height < 1, or area <= 0)'
@@ -120,9 +121,10 @@ class CheckedCOCO(COCO):
         for section in ('images', 'annotations', 'categories'):
             repeated = _repeated(entry['id'] for entry in dataset[section])
             if repeated:
+                one = SINGULAR[section]
                 raise AnnotationError(
-                    f'{path}: {len(repeated)} {section[:-1]} id(s) appear more than once '
-                    f'({first_items(repeated, 5)}); every {section[:-1]} needs its own id')
+                    f'{path}: {len(repeated)} {one} id(s) appear more than once '
+                    f'({first_items(repeated, 5)}); every {one} needs its own id')
         for i, img in enumerate(dataset['images']):
             bad = {k: img[k] for k in ('width', 'height') if isinstance(img[k], bool) or
                    not isinstance(img[k], (int, float)) or not img[k] > 0}

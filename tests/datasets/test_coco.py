@@ -60,11 +60,12 @@ def test_malformed_annotation_json(data):
         _build(data)
 
 
-def test_annotation_file_without_a_section(data):
+@pytest.mark.parametrize('section', ['images', 'annotations', 'categories'])
+def test_annotation_file_without_a_section(data, section):
     ann = _ann(data)
-    del ann['categories']
+    del ann[section]
     _write(data, ann)
-    with pytest.raises(AnnotationError, match="expected 'categories' to be a list, found nothing"):
+    with pytest.raises(AnnotationError, match=f"expected '{section}' to be a list, found nothing"):
         _build(data)
 
 
@@ -192,15 +193,16 @@ def test_zero_byte_image_when_loaded_is_one_line(data):
     assert '\n' not in str(info.value) and '000002.jpg) could not be decoded' in str(info.value)
 
 
-@pytest.mark.parametrize('section', ['images', 'annotations'])
+@pytest.mark.parametrize('section', ['images', 'annotations', 'categories'])
 def test_duplicate_ids_are_errors(data, section):
     ann = _ann(data)
     entries = ann[section]
-    entries[3]['id'] = entries[1]['id']
+    later, first = (3, 1) if len(entries) > 3 else (2, 0)  # 3 categories only
+    entries[later]['id'] = entries[first]['id']
     _write(data, ann)
-    singular = section[:-1]
+    singular = {'images': 'image', 'annotations': 'annotation', 'categories': 'category'}[section]
     with pytest.raises(AnnotationError, match=rf'1 {singular} id\(s\) appear more than once '
-                       rf"\({entries[1]['id']}\); every {singular} needs its own id"):
+                       rf"\({entries[first]['id']}\); every {singular} needs its own id"):
         _build(data)
 
 

@@ -2,6 +2,7 @@
 through the real dataloader, and ensemble + member accuracy in the metrics file."""
 import glob
 import json
+import pickle
 
 import pytest
 
@@ -23,9 +24,15 @@ def test_train_then_test(tool, tmp_path, num_members):
     tool('tools/train.py', CONFIG, '--work-dir', str(work), *options, 'train_cfg.max_epochs=1',
          'train_cfg.val_interval=1')
     checkpoint = (work / 'last_checkpoint').read_text().strip()
-    tool('tools/test.py', CONFIG, checkpoint, '--work-dir', str(work), *options)
+    out = tmp_path / 'preds.pkl'
+    tool('tools/test.py', CONFIG, checkpoint, '--work-dir', str(work), '--out', str(out),
+         *options)
     files = sorted(glob.glob(str(work / '*' / '*.json')))
     metrics = json.loads(open(files[-1]).read().strip().splitlines()[-1])
-    assert 0 <= metrics['accuracy/top1'] <= 100
+    # the reported top-1 is the share of saved predictions whose best class is the label
+    preds = pickle.loads(out.read_bytes())
+    assert len(preds) == 40
+    correct = [int(p['pred_score'].argmax()) == int(p['gt_label'][0]) for p in preds]
+    assert metrics['accuracy/top1'] == pytest.approx(100 * sum(correct) / len(correct), abs=1e-3)
     members = [k for k in metrics if k.startswith('accuracy/member')]
     assert len(members) == (num_members if num_members > 1 else 0)

@@ -4,6 +4,7 @@ import glob
 import json
 import pickle
 
+import pytest
 import torch
 
 from divdet.datasets import make_shapes_dataset
@@ -41,7 +42,37 @@ def test_train_then_test_reports_members_and_ensemble(tool, tmp_path):
         assert 0.0 <= metrics[key] <= 1.0, key
     preds = pickle.loads(out.read_bytes())
     assert len(preds) == 4 and 'pred_instances' in preds[0]
+    # the reported ensemble AP is pycocotools' AP of the saved (fused) predictions
+    assert metrics['coco/bbox_mAP'] == pytest.approx(
+        _pycocotools_ap(tmp_path / 'data/annotations/instances_val.json', preds), abs=6e-4)
     assert len(glob.glob(str(work / '*' / 'painted' / '*.jpg'))) == 4
+
+
+def _pycocotools_ap(ann_file, preds) -> float:
+    """COCO box AP of ``tools/test.py --out`` predictions, computed here by pycocotools."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(ann_file))
+        cat_of = {c['name']: c['id'] for c in coco.dataset['categories']}
+        results = []
+        for sample in preds:
+            pred = sample['pred_instances']
+            for box, score, label in zip(pred['bboxes'].tolist(), pred['scores'].tolist(),
+                                         pred['labels'].tolist()):
+                results.append(dict(image_id=sample['img_id'], score=score,
+                                    category_id=cat_of[sample['classes'][label]],
+                                    bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]]))
+        if not results:
+            return 0.0
+        evaluator = COCOeval(coco, coco.loadRes(results), 'bbox')
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return float(evaluator.stats[0])
 
 
 def test_bad_checkpoint_path_is_a_clear_error(tool):

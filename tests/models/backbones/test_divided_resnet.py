@@ -135,10 +135,11 @@ def test_frozen_stages_and_norm_eval():
 
 @pytest.mark.parametrize('arch,num_classes,millions', [
     ('pyramidnet272-cifar', 100, 26.0), ('shake-shake26-2x96d-cifar', 10, 26.2),
-    ('densenet-bc190-k40-cifar', 100, 25.6), ('efficientnet-b0', 1000, 5.3)])
+    ('densenet-bc190-k40-cifar', 100, 25.6), ('efficientnet-b0', 1000, 5.3),
+    ('senet154', 1000, 115.1)])
 def test_other_families_match_their_papers(arch, num_classes, millions):
     """S=1 against the original papers (PyramidNet, Shake-Shake, DenseNet-BC,
-    EfficientNet), with a linear head, within 2%."""
+    EfficientNet, SENet), with a linear head, within 2%."""
     (count, ) = _params_with_head(DividedResNet(arch, num_members=1), num_classes)
     assert count / 1e6 == pytest.approx(millions, rel=0.02)
 

@@ -120,9 +120,20 @@ def test_predict_fuses_members():
     samples = data_samples([[], []])
     fused, members = head.predict_with_members(_feats(2), samples)
     assert len(fused) == 2 and len(members) == 2 and len(members[0]) == 2
-    for result in fused:
-        assert len(result) <= TEST_CFG['max_per_img']
+    # the fused detections are the ensemble's fuser applied to the members' detections,
+    # image by image (a separately built fuser, capped at max_per_img by score)
+    from divdet.fusion import build_fuser
+    from divdet.models.dense_heads.divided_ssd_head import DEFAULT_ENSEMBLE
+    fuser = build_fuser(TEST_CFG.get('ensemble', DEFAULT_ENSEMBLE))
+    for j, result in enumerate(fused):
+        assert 0 < len(result) <= TEST_CFG['max_per_img']
         assert result.labels.dtype == torch.long and result.bboxes.shape[-1] == 4
+        expected = fuser.fuse([members[0][j], members[1][j]], samples[j].metainfo['img_shape'])
+        expected = expected[expected.scores.argsort(descending=True)[:TEST_CFG['max_per_img']]]
+        order = result.scores.argsort(descending=True)
+        torch.testing.assert_close(result.scores[order], expected.scores)
+        torch.testing.assert_close(result.bboxes[order], expected.bboxes)
+        assert torch.equal(result.labels[order], expected.labels)
     with pytest.raises(ValueError, match='expected features of 2 members'):
         head.predict(_feats(3), samples)
 

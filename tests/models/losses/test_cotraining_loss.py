@@ -83,11 +83,31 @@ def test_best_member_distillation_in_both_heads_and_under_the_hook():
     cot = dict(type='BestMemberDistillationLoss', loss_weight=0.5)
     init_default_scope('mmdet')
     det = DET.build(ConfigDict(detector_cfg(2, loss_cot=cot)))
-    losses = det(torch.rand(2, 3, 64, 64) * 255,
-                 data_samples([[[10, 10, 40, 40]], [[5, 5, 30, 50]]]), mode='loss')
-    assert losses['loss_cot'] > 0
-    assert int(det.bbox_head.loss_cot.last_teacher) in (0, 1)
-    assert CoTrainingHook(warmup=4).weight_at(det.bbox_head.loss_cot.loss_weight, 1) == 0.125
+    # the hook warms the distillation weight up as it does the Jensen-Shannon term's
+    from types import SimpleNamespace
+
+    from mmengine.logging import MessageHub
+    runner = SimpleNamespace(model=det, epoch=1, iter=0,
+                             message_hub=MessageHub.get_instance('distill-test'))
+    CoTrainingHook(warmup=4).before_train_epoch(runner)
+    assert float(det.bbox_head.loss_cot.weight) == pytest.approx(0.125)  # 0.5 * 1/4
+    images = torch.rand(2, 3, 64, 64) * 255
+    samples = data_samples([[[10, 10, 40, 40]], [[5, 5, 30, 50]]])
+    for worse in (0, 1):  # the teacher is the member with the lower supervised loss
+        with torch.no_grad():
+            for m in range(2):
+                head = det.bbox_head.members[m]
+                for convs in head.cls_convs:
+                    conv = [c for c in convs.modules() if isinstance(c, torch.nn.Conv2d)][-1]
+                    bias = conv.bias.view(-1, head.cls_out_channels)
+                    bias.zero_()
+                    if m == worse:  # every anchor confidently a foreground class: high loss
+                        bias[:, 0] = 8.0
+        losses = det(images, samples, mode='loss')
+        assert losses['loss_cot'] > 0
+        totals = [float(losses[f'loss_cls_m{m}'] + losses[f'loss_bbox_m{m}']) for m in range(2)]
+        assert totals[worse] > totals[1 - worse]
+        assert int(det.bbox_head.loss_cot.last_teacher) == 1 - worse
     init_default_scope('mmpretrain')
     cfg = _cfg()
     cfg['head']['loss_cot'] = cot

@@ -42,8 +42,19 @@ def test_finite_loss_trains_as_before():
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     data = dict(inputs=[torch.rand(3, 64, 64) * 255],
                 data_samples=data_samples([[[8, 8, 40, 40]]]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     log_vars = model.train_step(data, optim)
     assert torch.isfinite(log_vars['loss'])
+    # the update was applied: every member's weights moved, by a finite amount
+    after = model.state_dict()
+    for m in range(2):
+        key = f'backbone.members.{m}.stem.0.conv.weight'
+        if key not in after:
+            key = next(k for k in after if k.startswith(f'backbone.members.{m}.')
+                       and k.endswith('weight') and after[k].dim() == 4)
+        assert torch.isfinite(after[key]).all() and not torch.equal(after[key], before[key])
+    head = next(k for k in after if k.startswith('bbox_head.') and k.endswith('weight'))
+    assert not torch.equal(after[head], before[head])
 
 
 def test_checkpoint_with_other_num_members_is_refused():
@@ -111,3 +122,12 @@ def test_neck_or_head_tensor_of_another_shape_is_refused(part):
             r'do not fit the config\'s model outside the backbone \(1 differ in shape: '
             + key.replace('.', r'\.') + r': \(\d+, ')):
         _load_checkpoint_to_model(_build(), dict(state_dict=state), strict=False)
+
+
+def test_infinite_loss_is_refused_as_nan_is():
+    from divdet.models.utils.safety import check_finite_loss
+    inf = torch.tensor(float('inf'))
+    with pytest.raises(NonFiniteLossError, match=r'the training loss is inf .*\(loss_bbox=inf\); '
+                                                 'the update was not applied'):
+        check_finite_loss(inf, dict(loss=inf, loss_cls=torch.tensor(1.0), loss_bbox=inf))
+    check_finite_loss(torch.tensor(3.0), dict(loss=torch.tensor(3.0)))
