@@ -81,6 +81,16 @@ def test_out_dir_holding_the_inputs_is_refused(tool, tmp_path):
     assert {p.name: p.read_bytes() for p in folder.glob('*.jpg')} == before
 
 
+def test_out_dir_that_cannot_be_written_is_one_line(tool, tmp_path):
+    make_shapes_dataset(tmp_path / 'data', num_train=1, num_val=1, size=96)
+    (tmp_path / 'file').write_text('x')
+    proc = tool('tools/demo/image_demo.py', str(tmp_path / 'data' / 'val'), str(CONFIG),
+                str(_checkpoint(tmp_path)), '--out-dir', str(tmp_path / 'file' / 'out'),
+                '--device', 'cpu', check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert "divdet: error: --out-dir '" in proc.stderr and 'cannot create the folder' in proc.stderr
+
+
 def test_cuda_device_without_cuda_is_one_line(tool, tmp_path):
     if torch.cuda.is_available():
         import pytest
