@@ -67,6 +67,58 @@ class RefResNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class RefBottleneck(nn.Module):
+    """The reference's bottleneck (torchvision's): 1x1, grouped 3x3 with the stride, 1x1."""
+    expansion = 4
+
+    def __init__(self, cin, planes, stride, downsample, width):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, width[0], 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width[0])
+        self.conv2 = nn.Conv2d(width[0], width[0], 3, stride, 1, groups=width[1], bias=False)
+        self.bn2 = nn.BatchNorm2d(width[0])
+        self.conv3 = nn.Conv2d(width[0], planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class RefBottleneckNet(RefResNet):
+    """The reference's ResNeXt-50 (``groups`` x ``width_per_group``) and WRN-50-k
+    (``width_factor``) members: deep stem 64-64-128, ResNet-D downsampling."""
+
+    def __init__(self, groups=1, width_per_group=64, width_factor=1, num_classes=10):
+        nn.Module.__init__(self)
+        w = 64
+        self.layer0 = nn.Sequential(
+            nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+            nn.Conv2d(w, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, 1, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1))
+        cin = 2 * w
+        for k, (n, stride) in enumerate(zip((3, 4, 6, 3), (1, 2, 2, 2))):
+            planes = w * 2**k
+            mid = int(planes * width_per_group / 64) * groups * width_factor
+            blocks = []
+            for b in range(n):
+                s = stride if b == 0 else 1
+                down = None
+                if b == 0:
+                    conv = [nn.Conv2d(cin, planes * 4, 1, bias=False),
+                            nn.BatchNorm2d(planes * 4)]
+                    pool = [nn.AvgPool2d(s, s, ceil_mode=True, count_include_pad=False)]
+                    down = nn.Sequential(*(pool + conv if s != 1 else conv))
+                blocks.append(RefBottleneck(cin, planes, s, down, (mid, groups)))
+                cin = planes * 4
+            setattr(self, f'layer{k + 1}', nn.Sequential(*blocks))
+        self.fc = nn.Linear(cin, num_classes)
+
+
 def _randomize_bn(model):
     g = torch.Generator().manual_seed(0)
     for m in model.modules():
@@ -106,6 +158,33 @@ def test_reference_checkpoint_gives_the_reference_outputs(tmp_path):
     assert saved['meta']['num_members'] == 2 and saved['meta']['arch'] == 'resnet18-d'
     model = MODELS.build(Config.fromfile(config).model)
     model.load_state_dict(saved['state_dict'], strict=True)  # whole: usable as load_from
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for i, ref in enumerate(refs):
+            torch.testing.assert_close(_member_logits(model, i, x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('arch, num_members, layout', [
+    ('resnext50-32x4d', 2, dict(groups=16, width_per_group=4)),  # S=2: cardinality 32 / 2
+    ('wide-resnet50-2', 1, dict(width_factor=2)),
+    ('wide-resnet50-2', 2, dict(width_factor=1)),  # S=2: two ResNet-50-D members
+])
+def test_reference_resnext_and_wrn_layouts(tmp_path, arch, num_members, layout):
+    torch.manual_seed(0)
+    refs = [_randomize_bn(RefBottleneckNet(**layout)) for _ in range(num_members)]
+    container = nn.Module()
+    container.models = nn.ModuleList(refs)
+    src = tmp_path / 'ref.pth.tar'
+    torch.save(dict(state_dict={f'module.{k}': v for k, v in container.state_dict().items()}),
+               src)
+    base = CLS_S2 if num_members == 2 else CLS_S1
+    config = _config(tmp_path, base, backbone=dict(arch=arch),
+                     head=dict(head=dict(num_classes=10)))
+    dst = tmp_path / 'divdet.pth'
+    convert_checkpoint(config, str(src), str(dst), reference_to_divdet, 'reference SplitNet')
+    model = MODELS.build(Config.fromfile(config).model)
+    model.load_state_dict(load_from_local_safe(str(dst))['state_dict'], strict=True)
     model.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

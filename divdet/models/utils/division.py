@@ -139,7 +139,9 @@ def _se_resnet_d(depth: int) -> Arch:
 
 
 def _wide_resnet_d(k: int, depth: int = 50) -> Arch:
-    return Arch('WideResNetV1d', dict(depth=depth),
+    # the ResNet-D deep stem of the family (w, w, 2w with w = 64): WRN-50-2 at S=2 is two
+    # plain ResNet-50-D members, as the reference says
+    return Arch('WideResNetV1d', dict(depth=depth, stem_channels=128),
                 {s: dict(width_factor=f) for s, f in WRN_IMAGENET_FACTOR[k].items()})
 
 
