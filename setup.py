@@ -57,8 +57,14 @@ setup(
         # the tools' plots (study, classification demo) and the digits data set
         'tools': ['matplotlib', 'scikit-learn'],
         # ensemble-boxes: the reference the tests and the benchmark compare WBF with
+        # tools/deployment/export.py --format onnx: the exporter and onnxruntime
+        'export': ['onnx>=1.17', 'onnxruntime>=1.20', 'onnxscript>=0.5'],
+        # mmdet's own analysis tools (mmdet/.mim/tools: benchmark.py needs psutil,
+        # analyze_logs.py seaborn), which divdet's configs and checkpoints work with
+        'mmdet-tools': ['psutil', 'seaborn'],
         'tests': ['pytest>=8', 'pytest-timeout', 'ruff', 'ensemble-boxes>=1.0.9,<1.1',
-                  'matplotlib', 'scikit-learn'],
+                  'matplotlib', 'scikit-learn', 'onnx>=1.17', 'onnxruntime>=1.20',
+                  'onnxscript>=0.5'],
     },
     license='Apache-2.0',
 )

@@ -74,15 +74,52 @@ def complexity(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:
 
 
 def default_input_shape(cfg, config_path: str) -> tuple[int, int]:
-    """The (H, W) at which divdet quotes FLOPs for a config.
+    """The (H, W) at which divdet quotes FLOPs for a config: what its test pipeline
+    feeds the model.
 
-    300x300 for detection (SSD300), 224x224 for ImageNet classification and
-    32x32 for CIFAR configs (``cifar`` in the config's file name).
+    The last transform of ``test_dataloader``'s pipeline that sets the size
+    (``Resize`` with a fixed ``scale`` and ``keep_ratio=False``, ``CenterCrop``,
+    ``RandomCrop``), else the config's ``input_size``, else 300x300 for detection
+    (SSD300), 32x32 for CIFAR configs and 224x224 for other classification configs.
     """
     import os.path as osp
+    shape = _pipeline_shape(_test_pipeline(cfg))
+    if shape:
+        return shape
+    size = cfg.get('input_size')
+    if isinstance(size, int) and size > 0:
+        return (size, size)
     if cfg.get('default_scope', 'mmdet') == 'mmdet':
         return (300, 300)
     return (32, 32) if 'cifar' in osp.basename(config_path) else (224, 224)
+
+
+def _test_pipeline(cfg) -> list:
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']  # wrappers (RepeatDataset, ClassBalancedDataset, ...)
+    return list(dataset.get('pipeline') or [])
+
+
+def _square(value) -> tuple[int, int] | None:
+    """(H, W) of an mmcv size: an int, or a (W, H) pair."""
+    if isinstance(value, int) and value > 0:
+        return (value, value)
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and v > 0 for v in value)):
+        return (value[1], value[0])
+    return None
+
+
+def _pipeline_shape(pipeline: list) -> tuple[int, int] | None:
+    shape = None
+    for step in pipeline:
+        kind = str(step.get('type', '')).split('.')[-1]
+        if kind == 'Resize' and not step.get('keep_ratio', False):
+            shape = _square(step.get('scale')) or shape
+        elif kind in ('CenterCrop', 'RandomCrop'):
+            shape = _square(step.get('crop_size')) or shape
+    return shape
 
 
 def config_complexity(cfg, config_path: str, shape: tuple[int, int] | None = None) -> dict:

@@ -503,48 +503,68 @@ def markdown(study: Study, rows: list[dict], metric: str, total: int) -> str:
 
 
 def plot(rows: list[dict], metric: str) -> bytes:
-    """Accuracy against params and against latency, one line per variant (PNG)."""
+    """The ensemble's accuracy against S, parameters and latency (PNG).
+
+    Against S: one line per variant in S order, each point labelled with its
+    parameters. Against parameters and latency: S=1 at several widths (the default
+    and the ``--widths`` rows) is one curve, the paper's "wider network" line, sorted
+    along the axis; the divided rows are labelled points, not joined (their
+    parameters are about equal, so a line would run back and forth).
+    """
     import io
 
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (key, label) in zip(axes, (('params_m', 'parameters (M)'),
-                                       ('latency_ms', 'latency, batch 1 (ms)'))):
-        def drawn(r, key=key):
-            return r[key] is not None and r['ensemble'][0] is not None
 
-        # S=1 at several widths (the default and the width variants) is one curve: the
-        # paper's "wider network" line; other variants start from the default S=1 point
-        widths = sorted((r for r in rows if r['num_members'] == 1 and drawn(r)),
-                        key=lambda r: r['params_m'] or 0.0)
-        curves = []
-        if len(widths) > 1:
-            curves.append(('S=1, wider', widths))
-        for variant in dict.fromkeys(r['variant'] for r in rows):
-            pts = [r for r in rows if r['variant'] == variant and drawn(r)
-                   and not (len(widths) > 1 and r['num_members'] == 1)]
-            if variant != DEFAULT_VARIANT:  # draw the variant from the same S=1 point
-                pts = [r for r in rows if r['variant'] == DEFAULT_VARIANT
-                       and r['num_members'] == 1 and drawn(r)] + pts
-            if variant == DEFAULT_VARIANT and len(widths) > 1:
-                pts = [r for r in widths if r['variant'] == DEFAULT_VARIANT] + pts
-            if len(pts) > (1 if variant != DEFAULT_VARIANT else 0):
-                curves.append((variant, pts))
-        for name, pts in curves:
-            ax.errorbar([r[key] for r in pts], [r['ensemble'][0] for r in pts],
-                        yerr=[r['ensemble'][1] or 0.0 for r in pts], marker='o', capsize=3,
-                        label=name)
-            for r in pts:
-                tag = f"S={r['num_members']}" + ('' if r['variant'] == DEFAULT_VARIANT or
-                                                 r['num_members'] > 1 else f" {r['variant']}")
-                ax.annotate(tag, (r[key], r['ensemble'][0]),
-                            textcoords='offset points', xytext=(4, 4), fontsize=8)
+    def drawn(r, key):
+        return r.get(key) is not None and r['ensemble'][0] is not None
+
+    def tag(r):
+        width = '' if r['variant'] == DEFAULT_VARIANT else f" {r['variant']}"
+        return f"S={r['num_members']}{width}"
+
+    def errorbar(ax, pts, key, **kwargs):
+        ax.errorbar([r[key] for r in pts], [r['ensemble'][0] for r in pts],
+                    yerr=[r['ensemble'][1] or 0.0 for r in pts], capsize=3, **kwargs)
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    ax = axes[0]
+    for variant in dict.fromkeys(r['variant'] for r in rows):
+        pts = sorted((r for r in rows if r['variant'] == variant and drawn(r, 'num_members')),
+                     key=lambda r: r['num_members'])
+        if not pts:
+            continue
+        errorbar(ax, pts, 'num_members', marker='o', label=variant)
+        for r in pts:
+            params = '' if r.get('params_m') is None else f"{r['params_m']:.2f} M"
+            ax.annotate(params, (r['num_members'], r['ensemble'][0]),
+                        textcoords='offset points', xytext=(4, 4), fontsize=8)
+    splits = sorted({r['num_members'] for r in rows})
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(splits, [str(s) for s in splits])
+    ax.minorticks_off()
+    ax.set_xlabel('members S (parameters on the points)')
+    ax.legend(fontsize=8)
+    for ax, (key, label) in zip(axes[1:], (('params_m', 'parameters (M)'),
+                                           ('latency_ms', 'latency, batch 1 (ms)'))):
+        widths = sorted((r for r in rows if r['num_members'] == 1 and drawn(r, key)),
+                        key=lambda r: r[key])
+        if widths:
+            errorbar(ax, widths, key, marker='o', label='S=1' + (', wider' if len(widths) > 1
+                                                                 else ''))
+        divided = [r for r in rows if r['num_members'] > 1 and drawn(r, key)]
+        for variant in dict.fromkeys(r['variant'] for r in divided):
+            pts = [r for r in divided if r['variant'] == variant]
+            errorbar(ax, pts, key, marker='s', linestyle='none', label=f'{variant}, S>1')
+        for r in widths + divided:
+            ax.annotate(tag(r), (r[key], r['ensemble'][0]), textcoords='offset points',
+                        xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
+        ax.legend(fontsize=8)
+    for ax in axes:
         ax.set_ylabel(f'{metric} (%), ensemble')
         ax.grid(alpha=0.3)
-    axes[0].legend()
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png', dpi=110)

@@ -191,7 +191,8 @@ def _write_files(root, classes: tuple, make_image, num_train: int, num_val: int,
             atomic_write(encoded.tobytes(), root / split / name)
             images.append(dict(id=i + 1, file_name=name, width=w, height=h))
         coco = dict(images=images, annotations=annotations,
-                    categories=[dict(id=k + 1, name=c) for k, c in enumerate(classes)])
+                    categories=[dict(id=k + 1, name=c, supercategory='shape')
+                                for k, c in enumerate(classes)])
         out[split] = root / 'annotations' / f'instances_{split}.json'
         atomic_write(json.dumps(coco).encode(), out[split])
     return out

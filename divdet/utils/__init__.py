@@ -3,8 +3,10 @@ from .checkpoint import (
                          ALLOWED_CHECKPOINT_GLOBALS,
                          AtomicLocalBackend,
                          UnsafeCheckpointError,
+                         from_plain_data,
                          install_checkpoint_safety,
                          load_from_local_safe,
+                         to_plain_data,
 )
 from .errors import (
                      AnnotationError,
@@ -21,7 +23,8 @@ from .versions import SUPPORTED_VERSIONS, check_dependencies
 
 __all__ = [
     'ALLOWED_CHECKPOINT_GLOBALS', 'AtomicLocalBackend', 'UnsafeCheckpointError',
-    'install_checkpoint_safety', 'load_from_local_safe', 'SUPPORTED_VERSIONS',
+    'install_checkpoint_safety', 'load_from_local_safe', 'to_plain_data', 'from_plain_data',
+    'SUPPORTED_VERSIONS',
     'check_dependencies', 'AnnotationError', 'CheckpointMismatchError', 'CheckpointWriteError',
     'ConfigError',
     'DivdetError', 'FusionInputError', 'ImageError', 'MissingFileError', 'NonFiniteLossError'

@@ -8,6 +8,15 @@ exactly the types mmengine's checkpoints need to torch's allow-list and keeps th
 safe unpickler for every file. Anything else in a checkpoint is refused with an
 :class:`UnsafeCheckpointError` that names the offending type.
 
+New checkpoints need no allow-list at all: :func:`to_plain_data` stores what
+mmengine keeps as objects (``HistoryBuffer``, numpy arrays and scalars) as
+tensors, numbers and strings in tagged dicts when a checkpoint is saved, and
+:func:`from_plain_data` rebuilds the objects when it is loaded (both run in
+:class:`~divdet.engine.hooks.SafeCheckpointHook`). So a divdet checkpoint loads
+with plain ``torch.load(path, weights_only=True)`` in any interpreter, with or
+without divdet (mmdet's ``DetInferencer(weights=...)`` included), and resumes
+exactly. Checkpoints written before keep loading through the allow-list.
+
 It also makes local writes atomic: a checkpoint (or ``last_checkpoint``) is
 written to a temporary file in the same folder and renamed into place, so an
 interrupted save never leaves a half-written file behind.
@@ -61,6 +70,52 @@ def restricted_getattr(obj: Any, name: str) -> Any:
 
 #: The only non-tensor globals a divdet/mmengine checkpoint may reference.
 ALLOWED_CHECKPOINT_GLOBALS: list = [HistoryBuffer, *_numpy_globals()]
+
+
+#: The key of the tag that marks an object stored as plain data.
+PLAIN_TAG = '__divdet_plain__'
+
+
+def to_plain_data(obj: Any) -> Any:
+    """``obj`` with every ``HistoryBuffer``, numpy array and numpy scalar replaced by a
+    tagged dict of tensors, numbers and strings (what ``weights_only`` loads).
+
+    Containers (dict, list, tuple) are walked; other objects are returned as they are.
+    """
+    if isinstance(obj, HistoryBuffer):
+        log, count = obj.data
+        return {PLAIN_TAG: 'HistoryBuffer', 'log': to_plain_data(log),
+                'count': to_plain_data(count), 'max_length': int(obj.max_length)}
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in 'biuf':  # booleans and numbers: a tensor of the same dtype
+            return {PLAIN_TAG: 'ndarray', 'data': torch.from_numpy(np.ascontiguousarray(obj))}
+        return {PLAIN_TAG: 'ndarray', 'list': obj.tolist(), 'dtype': obj.dtype.str}
+    if isinstance(obj, np.generic):
+        return {PLAIN_TAG: 'scalar', 'value': obj.item(), 'dtype': obj.dtype.str}
+    if isinstance(obj, dict):
+        return {key: to_plain_data(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        return type(obj)(to_plain_data(value) for value in obj)
+    return obj
+
+
+def from_plain_data(obj: Any) -> Any:
+    """The inverse of :func:`to_plain_data`: tagged dicts become the objects again."""
+    if isinstance(obj, dict):
+        kind = obj.get(PLAIN_TAG)
+        if kind == 'HistoryBuffer':
+            return HistoryBuffer(from_plain_data(obj['log']), from_plain_data(obj['count']),
+                                 obj['max_length'])
+        if kind == 'ndarray':
+            if 'data' in obj:
+                return obj['data'].numpy().copy()
+            return np.array(obj['list'], dtype=np.dtype(obj['dtype']))
+        if kind == 'scalar':
+            return np.dtype(obj['dtype']).type(obj['value'])
+        return {key: from_plain_data(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        return type(obj)(from_plain_data(value) for value in obj)
+    return obj
 
 
 class UnsafeCheckpointError(DivdetError, pickle.UnpicklingError):

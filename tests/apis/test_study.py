@@ -204,3 +204,34 @@ def test_width_variants_run_at_s1_only():
     study = st.Study('c.py', 'w', [1, 2], [0], {'widen1.5': ['model.backbone.widen=1.5']},
                      variant_splits={'widen1.5': [1]})
     assert study.rows() == [('default', 1), ('default', 2), ('widen1.5', 1)]
+
+
+def test_plot_draws_s_in_order_and_the_width_curve_along_its_axis(monkeypatch):
+    """Against S every variant is one line in S order; against parameters and latency
+    only the S=1 width curve is a line (sorted along the axis), the divided rows points."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib.axes import Axes
+    calls = []
+    real = Axes.errorbar
+
+    def spy(self, x, y, *args, **kwargs):
+        calls.append((self.get_subplotspec().colspan.start, list(x), kwargs))
+        return real(self, x, y, *args, **kwargs)
+    monkeypatch.setattr(Axes, 'errorbar', spy)
+
+    def row(variant, s, params, latency, ap):
+        return dict(variant=variant, num_members=s, params_m=params, latency_ms=latency,
+                    ensemble=(ap, 1.0))
+    rows = [row('default', 4, 10.9, 30.0, 24.0), row('default', 1, 11.2, 20.0, 20.0),
+            row('widen1.5', 1, 25.0, 35.0, 22.0), row('default', 2, 10.6, 25.0, 23.0),
+            row('widen1.25', 1, 17.4, 27.0, 21.0)]
+    assert st.plot(rows, 'coco/bbox_mAP')[:4] == b'\x89PNG'
+    by_s = [(x, kw) for panel, x, kw in calls if panel == 0]
+    assert [x for x, _ in by_s if len(x) == 3] == [[1, 2, 4]]  # default: S=1, 2, 4 in order
+    params = [(x, kw) for panel, x, kw in calls if panel == 1]
+    assert params[0][0] == [11.2, 17.4, 25.0]  # S=1 at widths 1, 1.25, 1.5, sorted
+    assert params[0][1].get('linestyle') != 'none'
+    assert params[1][0] == [10.9, 10.6] and params[1][1]['linestyle'] == 'none'
+    latency = [x for panel, x, kw in calls if panel == 2]
+    assert latency[0] == [20.0, 27.0, 35.0]

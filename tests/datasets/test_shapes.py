@@ -11,6 +11,8 @@ def test_coco_files_and_images(tmp_path):
     coco = COCO(str(anns['train']))
     assert len(coco.getImgIds()) == 20
     assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(SHAPES_CLASSES)
+    # every COCO field: mmdet's coco_error_analysis.py reads the supercategory
+    assert all(c.get('supercategory') == 'shape' for c in coco.loadCats(coco.getCatIds()))
     per_image = [len(coco.getAnnIds(imgIds=i)) for i in coco.getImgIds()]
     assert 0 in per_image and max(per_image) > 1  # some images empty, some with several
     labels = {a['category_id'] for a in coco.loadAnns(coco.getAnnIds())}

@@ -47,11 +47,16 @@ randomness = dict(seed=0)
 
 
 @pytest.fixture(scope='module')
-def straight(config, tmp_path_factory):
+def straight_dir(config, tmp_path_factory):
     from tests.conftest import run_tool
     work = tmp_path_factory.mktemp('straight')
     run_tool('tools/train.py', str(config), '--work-dir', str(work))
-    return load_from_local_safe(str(work / f'epoch_{MAX_EPOCHS}.pth'))
+    return work
+
+
+@pytest.fixture(scope='module')
+def straight(straight_dir):
+    return load_from_local_safe(str(straight_dir / f'epoch_{MAX_EPOCHS}.pth'))
 
 
 def _assert_same_end(resumed, reference):
@@ -141,3 +146,18 @@ def test_keep_one_full_disk_is_one_error_and_resumes(tool, config, straight, tmp
     assert load_from_local_safe(str(tmp_path / 'epoch_1.pth'))['meta']['iter'] == ITERS_PER_EPOCH
     assert not (tmp_path / 'epoch_2.pth').exists() and not list(tmp_path.glob('.*.part'))
     _assert_same_end(_resume(tool, config, tmp_path, *KEEP_ONE), straight)
+
+
+def test_checkpoints_load_with_plain_torch_without_divdet(straight_dir):
+    """torch.load(weights_only=True) in an interpreter that never imported divdet (or
+    mmengine) reads a whole resumable checkpoint; the resume tests above resume from
+    such checkpoints and end where the uninterrupted run ends."""
+    import subprocess
+    import sys
+    code = ('import sys, torch; c = torch.load(sys.argv[1], weights_only=True); '
+            'assert {"state_dict", "optimizer", "message_hub", "meta"} <= set(c), sorted(c); '
+            'assert c["meta"]["epoch"] == 1; '
+            'assert "divdet" not in sys.modules and "mmengine" not in sys.modules')
+    proc = subprocess.run([sys.executable, '-c', code, str(straight_dir / 'epoch_1.pth')],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

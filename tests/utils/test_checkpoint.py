@@ -83,3 +83,49 @@ def test_local_writes_are_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     backend.put(b'new contents', target)
     assert target.read_bytes() == b'new contents'
+
+
+def test_plain_data_round_trip_and_loads_without_divdet(tmp_path):
+    """What mmengine keeps as objects is stored as tensors, numbers and strings:
+    plain ``torch.load(weights_only=True)`` in an interpreter without divdet reads it,
+    and :func:`from_plain_data` rebuilds equal objects."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from divdet.utils import from_plain_data, to_plain_data
+    hub = MessageHub.get_instance('plain-test')
+    for value in (1.5, 0.25, 3.0):
+        hub.update_scalar('train/loss', value, count=2)
+    hub.update_info('keep_ckpt_ids', [1, 2])
+    original = {
+        'message_hub': hub.state_dict(),
+        'meta': {'seed': np.int64(7), 'scale': np.float32(0.5), 'ids': np.arange(3),
+                 'names': np.array(['a', 'bc']), 'pair': (np.float64(1.0), 'x'),
+                 'flags': np.array([True, False])},
+    }
+    path = tmp_path / 'plain.pth'
+    torch.save(to_plain_data(original), path)
+    code = ('import sys, torch; torch.load(sys.argv[1], weights_only=True); '
+            'assert "divdet" not in sys.modules and "mmengine" not in sys.modules')
+    proc = subprocess.run([sys.executable, '-c', code, str(path)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+
+    restored = from_plain_data(torch.load(path, weights_only=True))
+    buffer = restored['message_hub']['log_scalars']['train/loss']
+    ref = original['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer) and buffer.max_length == ref.max_length
+    for got, want in zip(buffer.data, ref.data):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert buffer.mean() == ref.mean() and buffer.current() == 3.0
+    assert restored['message_hub']['runtime_info'] == original['message_hub']['runtime_info']
+    meta = restored['meta']
+    for key in ('seed', 'scale'):
+        assert type(meta[key]) is type(original['meta'][key]) and meta[key] == original['meta'][key]
+    for key in ('ids', 'names', 'flags'):
+        assert meta[key].dtype == original['meta'][key].dtype
+        assert np.array_equal(meta[key], original['meta'][key])
+    assert isinstance(meta['pair'], tuple) and meta['pair'] == (1.0, 'x')
+    assert type(meta['pair'][0]) is np.float64

@@ -4,8 +4,9 @@ Usage:
     python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--cfg-options k=v ...]
 
 FLOPs are multiply-accumulates counted by mmengine's FlopAnalyzer for one image
-of the given shape (default 300x300 for detection configs, 224x224 for
-classification, 32x32 for CIFAR configs).
+of the given shape; by default the size the config's test pipeline feeds the
+model (its fixed ``Resize`` or crop, else the config's ``input_size``; 300x300 for
+detection and 224x224 / 32x32 for classification configs that set neither).
 """
 import argparse
 import os.path as osp

@@ -17,6 +17,12 @@ run with a :class:`~divdet.utils.errors.CheckpointWriteError` that names the
 file, the reason and the previous checkpoint, which stays loadable. Temporary
 ``.<name>.*.part`` files that a killed write left behind are removed when
 training starts.
+
+It also stores what mmengine keeps as objects in a checkpoint (the message hub's
+``HistoryBuffer`` objects, numpy arrays and scalars) as plain data, and rebuilds them
+when a checkpoint is loaded (:func:`~divdet.utils.checkpoint.to_plain_data`):
+divdet's checkpoints load with ``torch.load(path, weights_only=True)`` in an
+interpreter that never imported divdet.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from divdet.registry import register_hook
+from divdet.utils.checkpoint import from_plain_data, to_plain_data
 from divdet.utils.errors import CheckpointWriteError
 from divdet.utils.files import atomic_write
 
@@ -54,6 +61,18 @@ class SafeCheckpointHook(CheckpointHook):
             print_log(f'removed {len(stale)} incomplete checkpoint file(s) left by an '
                       f'interrupted save: {", ".join(osp.basename(p) for p in stale)}',
                       logger='current')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Store everything but the tensors' dicts as plain data (``weights_only`` loads it)."""
+        for key in list(checkpoint):
+            if key != 'state_dict':
+                checkpoint[key] = to_plain_data(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Rebuild the objects :meth:`before_save_checkpoint` stored as plain data."""
+        for key in list(checkpoint):
+            if key != 'state_dict':
+                checkpoint[key] = from_plain_data(checkpoint[key])
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         """Save, publish, then prune (mmengine prunes first)."""

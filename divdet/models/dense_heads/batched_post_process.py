@@ -56,26 +56,25 @@ def level_rows(maps: Tensor, channels: int) -> Tensor:
     return maps.permute(0, 2, 3, 1).reshape(b, -1, channels)
 
 
-def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict], cfg,
-                         rescale: bool = False) -> list[list[InstanceData]]:
-    """Detections of every member and image, as mmdet's ``SSDHead.predict_by_feat``.
+def member_candidates(head, outs: Sequence[tuple], shapes: Tensor, inverse: Optional[Tensor],
+                      cfg) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Every (member, image) row's candidates before NMS, in fixed-shape tensors.
 
     Args:
-        head: the members' SSDHead (its priors, coder and class count; the
-            members' heads are built from one config).
-        outs: per member, (cls_scores, bbox_preds) over levels, (N, A * (C + 1),
-            H, W) and (N, A * 4, H, W).
-        img_metas: per image, with ``img_shape`` (and ``scale_factor`` for
-            ``rescale``).
-        cfg: the test config (``score_thr``, ``nms_pre``, ``nms``,
-            ``min_bbox_size``, ``max_per_img``).
-        rescale: boxes in the original image's coordinates.
+        head, outs, cfg: as :func:`batched_post_process`.
+        shapes: (N, 2) the images' (h, w) the boxes are clipped to.
+        inverse: (N, 2) ``1 / scale_factor`` (w, h) to rescale the boxes to the
+            original images, or None.
 
     Returns:
-        Per member, per image, an ``InstanceData`` with bboxes, scores, labels.
+        ``boxes`` (B, M, 4), ``scores`` and ``labels`` (B, M), ``keep`` (B, M) the
+        candidates past the score and size filters, and ``shifted`` (B, M, 4) the
+        boxes with each label's offset apart for a class-aware NMS; B = S x N rows,
+        member-major. Shared by :func:`batched_post_process` and the exported model
+        (:mod:`divdet.apis.export`), so both compute the same numbers.
     """
-    num_members, num_images = len(outs), len(img_metas)
-    rows = num_members * num_images
+    num_members = len(outs)
+    rows = num_members * shapes.shape[0]
     num_classes = head.num_classes
     channels = head.cls_out_channels
     sizes = [c.shape[-2:] for c in outs[0][0]]
@@ -101,14 +100,11 @@ def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict],
     keep = scores > score_thr  # (B, M)
 
     boxes = head.bbox_coder.decode(anchors.reshape(-1, 4), deltas.reshape(-1, 4)).view(rows, -1, 4)
-    shapes = torch.tensor([meta['img_shape'][:2] for meta in img_metas], dtype=boxes.dtype,
-                          device=device).repeat(num_members, 1)  # (B, 2): h, w
-    bound = shapes.flip(1).repeat(1, 2).unsqueeze(1)  # (B, 1, 4): w, h, w, h
-    boxes = torch.minimum(boxes.clamp(min=0), bound)
-    if rescale:
-        inverse = torch.tensor([[1 / s for s in meta['scale_factor']] for meta in img_metas],
-                               dtype=boxes.dtype, device=device).repeat(num_members, 1)
-        boxes = boxes * inverse.repeat(1, 2).unsqueeze(1)
+    bound = shapes.to(device, boxes.dtype).repeat(num_members, 1).flip(1).repeat(1, 2).unsqueeze(1)
+    boxes = torch.minimum(boxes.clamp(min=0), bound)  # bound (B, 1, 4): w, h, w, h
+    if inverse is not None:
+        boxes = boxes * inverse.to(device, boxes.dtype).repeat(num_members, 1).repeat(
+            1, 2).unsqueeze(1)
     min_size = cfg.get('min_bbox_size', -1)
     if min_size is not None and min_size >= 0:
         keep &= ((boxes[..., 2] - boxes[..., 0]) > min_size) & \
@@ -117,13 +113,45 @@ def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict],
     # mmcv's batched_nms per image: each label's boxes shifted out of the others' reach
     span = boxes.masked_fill(~keep.unsqueeze(-1), 0).amax((1, 2)) + 1  # (B,)
     shifted = boxes + (labels * span.unsqueeze(1)).unsqueeze(-1).to(boxes.dtype)
+    return boxes, scores, labels, keep, shifted
+
+
+def max_per_img_of(cfg) -> Optional[int]:
+    """The test config's ``max_per_img``; None (keep all) for None or <= 0."""
+    top = cfg.get('max_per_img') or None
+    return top if top and top > 0 else None
+
+
+def batched_post_process(head, outs: Sequence[tuple], img_metas: Sequence[dict], cfg,
+                         rescale: bool = False) -> list[list[InstanceData]]:
+    """Detections of every member and image, as mmdet's ``SSDHead.predict_by_feat``.
+
+    Args:
+        head: the members' SSDHead (its priors, coder and class count; the
+            members' heads are built from one config).
+        outs: per member, (cls_scores, bbox_preds) over levels, (N, A * (C + 1),
+            H, W) and (N, A * 4, H, W).
+        img_metas: per image, with ``img_shape`` (and ``scale_factor`` for
+            ``rescale``).
+        cfg: the test config (``score_thr``, ``nms_pre``, ``nms``,
+            ``min_bbox_size``, ``max_per_img``).
+        rescale: boxes in the original image's coordinates.
+
+    Returns:
+        Per member, per image, an ``InstanceData`` with bboxes, scores, labels.
+    """
+    num_members, num_images = len(outs), len(img_metas)
+    device = outs[0][0][0].device
+    shapes = torch.tensor([meta['img_shape'][:2] for meta in img_metas], dtype=torch.float32)
+    inverse = torch.tensor([[1 / s for s in meta['scale_factor']] for meta in img_metas],
+                           dtype=torch.float32) if rescale else None
+    boxes, scores, labels, keep, shifted = member_candidates(head, outs, shapes, inverse, cfg)
     counts = keep.sum(1).tolist()  # rows stay in order through the mask
     boxes, scores, labels, shifted = boxes[keep], scores[keep], labels[keep], shifted[keep]
     # One NMS call per (member, image): one call over all of them would compare every
     # box with every other, quadratic in S x N.
     iou = float(cfg['nms']['iou_threshold'])
-    max_per_img = cfg.get('max_per_img') or None  # None or <= 0: keep all
-    max_per_img = max_per_img if max_per_img and max_per_img > 0 else None
+    max_per_img = max_per_img_of(cfg)
     empty = shifted.new_zeros(0, dtype=torch.long)
     kept = [tv_nms(b, s, iou) if n else empty  # indices within the row, best first
             for n, b, s in zip(counts, shifted.split(counts), scores.split(counts))]
