@@ -183,9 +183,26 @@ def execute(study: Study, run: Run, root: str) -> dict:
         study, work, options, root, f'{run.variant} S={run.num_members} seed {run.seed}')
     result = dict(variant=run.variant, num_members=run.num_members, seed=run.seed,
                   overrides=options, checkpoint=osp.relpath(checkpoint, work),
-                  minutes=round((time.time() - start) / 60, 2), metrics=metrics)
+                  minutes=round((time.time() - start) / 60, 2), metrics=metrics,
+                  code=code_version(root))
     write_json(osp.join(work, 'result.json'), result)
     return result
+
+
+def code_version(root: str) -> str | None:
+    """The git commit of the checkout the runs train with, ``+changes`` if it has
+    uncommitted changes to tracked files; None outside a git checkout."""
+    import subprocess
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True,
+                                text=True, timeout=30)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip()[:12] + ('+changes' if dirty.stdout.strip() else '')
 
 
 def checkpoint_of(study: Study, run: Run, result: dict) -> str:
@@ -287,7 +304,8 @@ def tune_row(study: Study, variant: str, num_members: int, root: str,
                           value=value, overrides=options,
                           checkpoint=osp.relpath(checkpoint, work),
                           minutes=round((time.time() - start) / 60, 2), metrics=metrics,
-                          score=TO_PERCENT.get(study.metric, 1.0) * metrics[study.metric])
+                          score=TO_PERCENT.get(study.metric, 1.0) * metrics[study.metric],
+                          code=code_version(root))
             write_json(path, result)
             print(f'study: tuning {variant} S={num_members}: {key}={value} scored '
                   f'{result["score"]:.1f} on the held-out part', flush=True)

@@ -235,3 +235,15 @@ def test_plot_draws_s_in_order_and_the_width_curve_along_its_axis(monkeypatch):
     assert params[1][0] == [10.9, 10.6] and params[1][1]['linestyle'] == 'none'
     latency = [x for panel, x, kw in calls if panel == 2]
     assert latency[0] == [20.0, 27.0, 35.0]
+
+
+def test_results_record_the_code_they_ran(tmp_path):
+    """Every result.json names the commit it trained with (+changes when the checkout
+    had uncommitted changes), so runs of different code are not mixed unknowingly."""
+    import re
+
+    from tests.conftest import ROOT
+    version = st.code_version(str(ROOT))
+    if (ROOT / '.git').exists():
+        assert re.fullmatch(r'[0-9a-f]{12}(\+changes)?', version or ''), version
+    assert st.code_version(str(tmp_path)) is None  # not a checkout
