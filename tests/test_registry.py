@@ -18,10 +18,11 @@ from divdet.registry import REGISTRIES
 KINDS = {nn.Module: 'MODELS', Hook: 'HOOKS', BaseMetric: 'METRICS', BaseTransform: 'TRANSFORMS',
          BaseDataset: 'DATASETS', DefaultOptimWrapperConstructor: 'OPTIM_WRAPPER_CONSTRUCTORS'}
 #: Building blocks used inside registered modules, not built from configs (DividedPart:
-#: the base class of the divided parts).
+#: the base class of the divided parts; ExportableDetector: the export tool's wrapper of
+#: a built detector).
 NOT_BUILT_FROM_CONFIGS = {'WideBottleneck', 'PreActBlock', 'DividedPart', 'StagedMember',
                           'PyramidBottleneck', 'ShakeShortcut', 'ShakeBlock', 'ShakeDrop',
-                          'SENetBottleneck'}
+                          'SENetBottleneck', 'ExportableDetector'}
 
 
 def _public_classes():

@@ -48,7 +48,9 @@ def main() -> None:
     dump = None
     if args.out is not None:  # written after the metrics: a failed write loses none
         dump = dump_metric(cfg, args.out)
-        runner.test_evaluator.metrics.append(dump)
+        evaluator = runner.test_evaluator  # built with the test loop, its dataset_meta set
+        evaluator.metrics.append(dump)
+        dump.dataset_meta = evaluator.dataset_meta  # the classes the samples carry
     runner.test()
     if dump is not None:
         write_dump(dump, args.out)

@@ -1,4 +1,5 @@
-"""Divided dense heads."""
-from .divided_ssd_head import DEFAULT_ENSEMBLE, DividedSSDHead
+"""Divided dense heads: the member protocol (DividedDenseHead) and SSD's batched head."""
+from .divided_dense_head import DEFAULT_ENSEMBLE, DividedDenseHead
+from .divided_ssd_head import DividedSSDHead
 
-__all__ = ['DEFAULT_ENSEMBLE', 'DividedSSDHead']
+__all__ = ['DEFAULT_ENSEMBLE', 'DividedDenseHead', 'DividedSSDHead']

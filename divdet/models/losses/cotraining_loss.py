@@ -10,6 +10,13 @@ averaged over the samples (images in classification, anchors x images in
 detection). It is 0 when all members agree and positive otherwise; gradients
 flow into every member (no detached target side, no temperature). It is
 computed in float32 whatever the input dtype, so it is safe under AMP.
+
+Heads with sigmoid classifiers (RetinaNet, FCOS, ATSS) predict for each anchor or
+point one Bernoulli distribution per class, not one distribution over the
+classes. With ``activation='sigmoid'`` the term is the same divergence over each
+class's Bernoulli pair (p, 1 - p), summed over the classes:
+
+    L_cot = sum_c [ H_b(mean_i p_ic) - mean_i H_b(p_ic) ],  H_b(q) = -q log q - (1-q) log(1-q)
 """
 from __future__ import annotations
 
@@ -21,16 +28,31 @@ import torch.nn.functional as F
 
 from divdet.registry import register_model
 
+ACTIVATIONS = ('softmax', 'sigmoid')
 
-def jensen_shannon_divergence(logits: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Generalised JS divergence of S categorical distributions, per sample.
+
+def _check_activation(activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f'co-training activation must be one of {ACTIVATIONS}, found '
+                         f'{activation!r}')
+
+
+def jensen_shannon_divergence(logits: Sequence[torch.Tensor],
+                              activation: str = 'softmax') -> torch.Tensor:
+    """Generalised JS divergence of S members' predictions, per sample.
 
     Args:
         logits: S tensors of the same shape (..., num_classes).
+        activation: ``'softmax'``: one categorical distribution over the classes;
+            ``'sigmoid'``: one Bernoulli distribution per class, the divergences
+            summed over the classes.
 
     Returns:
         Tensor of shape (...,): H(mean p) - mean H(p), in float32.
     """
+    _check_activation(activation)
+    if activation == 'sigmoid':
+        return _bernoulli_jensen_shannon(logits)
     log_p = torch.stack([F.log_softmax(z.float(), dim=-1) for z in logits])  # (S, ..., C)
     p = log_p.exp()
     mean_entropy = -(p * log_p).sum(-1).mean(0)
@@ -40,6 +62,22 @@ def jensen_shannon_divergence(logits: Sequence[torch.Tensor]) -> torch.Tensor:
         torch.tensor(float(len(logits)), device=log_p.device))
     entropy_of_mean = -(p_mean * log_p_mean).sum(-1)
     return entropy_of_mean - mean_entropy
+
+
+def _bernoulli_log_probs(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(2, S, ..., C): log p and log (1 - p) of each member's per-class sigmoid, stably."""
+    z = torch.stack([t.float() for t in logits])
+    return torch.stack([F.logsigmoid(z), F.logsigmoid(-z)])
+
+
+def _bernoulli_jensen_shannon(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    log_p = _bernoulli_log_probs(logits)  # (2, S, ..., C): the outcomes 1 and 0
+    p = log_p.exp()
+    mean_entropy = -(p * log_p).sum(0).mean(0)  # (..., C)
+    log_p_mean = torch.logsumexp(log_p, dim=1) - torch.log(
+        torch.tensor(float(len(logits)), device=log_p.device))  # (2, ..., C)
+    entropy_of_mean = -(log_p_mean.exp() * log_p_mean).sum(0)
+    return (entropy_of_mean - mean_entropy).sum(-1)
 
 
 @register_model
@@ -52,11 +90,16 @@ class CoTrainingLoss(nn.Module):
 
     Args:
         loss_weight: the target weight lambda (0.5 in the reference).
+        activation: ``'softmax'`` (SSD, classification: one distribution over the
+            classes) or ``'sigmoid'`` (RetinaNet, FCOS, ATSS: a Bernoulli
+            distribution per class); a divided head sets it from its classifier.
     """
 
-    def __init__(self, loss_weight: float = 0.5) -> None:
+    def __init__(self, loss_weight: float = 0.5, activation: str = 'softmax') -> None:
         super().__init__()
+        _check_activation(activation)
         self.loss_weight = float(loss_weight)
+        self.activation = activation
         self.register_buffer('weight', torch.tensor(float(loss_weight)))
 
     #: Whether :meth:`forward` needs the members' supervised losses.
@@ -79,7 +122,7 @@ class CoTrainingLoss(nn.Module):
         shapes = {tuple(z.shape) for z in logits}
         if len(shapes) != 1:
             raise ValueError(f'co-training needs equal logit shapes per member, found {shapes}')
-        return self.weight * jensen_shannon_divergence(logits).mean()
+        return self.weight * jensen_shannon_divergence(logits, self.activation).mean()
 
 
 def member_loss_totals(member_losses: Sequence[dict]) -> torch.Tensor:
@@ -107,6 +150,8 @@ class BestMemberDistillationLoss(CoTrainingLoss):
 
     Args:
         loss_weight: the target weight lambda.
+        activation: ``'softmax'`` or ``'sigmoid'`` (then the KL divergence of each
+            class's Bernoulli pair, summed over the classes).
     """
 
     needs_member_losses = True
@@ -134,9 +179,14 @@ class BestMemberDistillationLoss(CoTrainingLoss):
         totals = torch.as_tensor(member_losses, dtype=torch.float32, device=logits[0].device)
         teacher = totals.argmin()  # first of the lowest; a tensor (no device sync)
         self.last_teacher = teacher.detach()
-        log_p = torch.stack([F.log_softmax(z.float(), dim=-1) for z in logits])  # (S, ..., C)
-        log_t = log_p.detach().index_select(0, teacher)
-        kl = (log_t.exp() * (log_t - log_p)).sum(-1)  # (S, ...): each member to the teacher
+        if self.activation == 'sigmoid':  # (S, ...): per class, summed over the classes
+            log_p = _bernoulli_log_probs(logits)  # (2, S, ..., C)
+            log_t = log_p.detach().index_select(1, teacher)
+            kl = (log_t.exp() * (log_t - log_p)).sum(0).sum(-1)
+        else:
+            log_p = torch.stack([F.log_softmax(z.float(), dim=-1) for z in logits])  # (S, ..., C)
+            log_t = log_p.detach().index_select(0, teacher)
+            kl = (log_t.exp() * (log_t - log_p)).sum(-1)  # (S, ...): each member to the teacher
         kl = kl.reshape(len(logits), -1).mean(1)
         students = (torch.arange(len(logits), device=kl.device) != teacher).float()
         return self.weight * (kl * students).sum() / (len(logits) - 1)

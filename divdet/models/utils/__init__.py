@@ -3,6 +3,7 @@ from .division import (
                        ARCHS,
                        Arch,
                        divide_channels,
+                       divide_width,
                        get_arch,
                        scale_dropout,
                        weight_decay_scale,
@@ -10,6 +11,7 @@ from .division import (
 )
 
 __all__ = [
-    'ARCHS', 'Arch', 'divide_channels', 'get_arch', 'scale_dropout', 'weight_decay_scale',
+    'ARCHS', 'Arch', 'divide_channels', 'divide_width', 'get_arch', 'scale_dropout',
+    'weight_decay_scale',
     'wrn_cifar_factor'
 ]

@@ -93,6 +93,19 @@ def divide_channels(channels: int, num_members: int, power: float = 1.0) -> int:
     return max(1, int(round(channels / num_members**power)))
 
 
+def divide_width(channels: int, num_members: int, power: float = 0.5, divisor: int = 8) -> int:
+    """A member's width of a divided neck or head layer: ``channels / S**power``
+    rounded to a multiple of ``divisor`` (GroupNorm groups, or 8); ``channels`` at S=1.
+
+    The FPN and the stacked convs of RetinaNet, FCOS and ATSS heads read and write
+    divided widths, so ``power=0.5`` (the backbones' rule) divides their
+    parameters by about S.
+    """
+    if num_members == 1:
+        return int(channels)
+    return max(divisor, int(round(channels / num_members**power / divisor)) * divisor)
+
+
 @dataclass(frozen=True)
 class Arch:
     """One divisible architecture: the member class and its widths per S.

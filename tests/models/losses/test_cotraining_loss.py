@@ -114,3 +114,63 @@ def test_best_member_distillation_in_both_heads_and_under_the_hook():
     cls = CLS.build(cfg)
     data = cls.data_preprocessor(_batch(2), training=True)
     assert cls(**data, mode='loss')['loss_cot'] > 0
+
+
+# ---- sigmoid classifiers (RetinaNet, FCOS, ATSS): a Bernoulli distribution per class ----
+
+def _bernoulli_entropy(q):
+    return -(q * q.log() + (1 - q) * (1 - q).log())
+
+
+def test_sigmoid_zero_when_members_agree():
+    z = torch.randn(16, 8)
+    loss = CoTrainingLoss(loss_weight=0.5, activation='sigmoid')([z, z.clone(), z.clone()])
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sigmoid_equals_a_hand_computation():
+    """Entropy of the mean minus the mean entropy of each class's Bernoulli pair,
+    summed over the classes, averaged over the samples."""
+    torch.manual_seed(1)
+    logits = [torch.randn(6, 4) * 2 for _ in range(3)]
+    p = torch.stack([z.sigmoid() for z in logits]).double()  # (S, N, C)
+    per_class = _bernoulli_entropy(p.mean(0)) - _bernoulli_entropy(p).mean(0)
+    expected = per_class.sum(-1).mean()
+    loss = CoTrainingLoss(loss_weight=1.0, activation='sigmoid')(logits)
+    assert loss.item() > 0
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # not the softmax term: the two differ on the same logits
+    assert CoTrainingLoss(loss_weight=1.0)(logits).item() != pytest.approx(loss.item(), rel=1e-3)
+    # two confident members that disagree on one class: log 2 for that class only
+    a, b = torch.full((1, 3), -40.0), torch.full((1, 3), -40.0)
+    b[0, 1] = 40.0
+    assert jensen_shannon_divergence([a, b], 'sigmoid').item() == pytest.approx(math.log(2),
+                                                                                 rel=1e-4)
+
+
+def test_sigmoid_gradient_reaches_every_member_and_float32_under_half():
+    logits = [torch.randn(5, 7, requires_grad=True) for _ in range(2)]
+    CoTrainingLoss(activation='sigmoid')(logits).backward()
+    for z in logits:
+        assert z.grad is not None and z.grad.abs().sum() > 0
+    half = [torch.randn(4, 7).half() for _ in range(2)]
+    assert CoTrainingLoss(activation='sigmoid')(half).dtype == torch.float32
+    with pytest.raises(ValueError, match="activation must be one of"):
+        CoTrainingLoss(activation='softplus')
+
+
+def test_sigmoid_best_member_distillation_is_bernoulli_kl():
+    from divdet.models.losses import BestMemberDistillationLoss
+    torch.manual_seed(2)
+    logits = [torch.randn(6, 4, requires_grad=True) for _ in range(3)]
+    loss_fn = BestMemberDistillationLoss(loss_weight=1.0, activation='sigmoid')
+    loss = loss_fn(logits, torch.tensor([0.9, 0.3, 0.5]))  # member 1 teaches
+    assert int(loss_fn.last_teacher) == 1
+    t = logits[1].detach().sigmoid().double()
+    kl = [(t * (t / z.detach().sigmoid().double()).log()
+           + (1 - t) * ((1 - t) / (1 - z.detach().sigmoid().double())).log()).sum(-1).mean()
+          for i, z in enumerate(logits) if i != 1]
+    assert loss.item() == pytest.approx((sum(kl) / 2).item(), rel=1e-5)
+    loss.backward()
+    assert logits[1].grad is None or logits[1].grad.abs().sum() == 0  # the teacher learns nothing
+    assert logits[0].grad.abs().sum() > 0 and logits[2].grad.abs().sum() > 0
