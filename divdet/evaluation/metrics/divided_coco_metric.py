@@ -89,7 +89,8 @@ class DividedCocoMetric(CocoMetric):
         num_members = len(results[0][2]) if results else 0
         num_first_k = len(results[0][3]) if results else 0
         logger.info('Evaluating the ensemble...' if num_members else 'Evaluating...')
-        metrics = OrderedDict(super().compute_metrics([(r[0], r[1]) for r in results]))
+        metrics = OrderedDict(self._evaluate([(r[0], r[1]) for r in results], 'the ensemble'
+                                             if num_members else 'the model'))
         rows = [('ensemble' if num_members else 'model', dict(metrics))]
         prefix = self.outfile_prefix
         # (table row, key prefix, the results of that model per image)
@@ -103,13 +104,32 @@ class DividedCocoMetric(CocoMetric):
                 logger.info(f'Evaluating {name}...')
                 if prefix is not None:
                     self.outfile_prefix = f'{prefix}.{key[:-1]}'
-                result = super().compute_metrics([(r[0], pick(r)) for r in results])
+                result = self._evaluate([(r[0], pick(r)) for r in results], name)
                 rows.append((name, result))
                 metrics.update((f'{key}{k}', v) for k, v in result.items())
         finally:
             self.outfile_prefix = prefix
         logger.info('\n' + self.summary_table(rows))
         return metrics
+
+    #: the metrics a box evaluation reports
+    BOX_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m',
+                'bbox_mAP_l')
+
+    def _evaluate(self, pairs: list, name: str) -> dict[str, float]:
+        """mmdet's evaluation of one model's (ground truth, prediction) pairs.
+
+        A model without a single detection in the whole test set has AP 0; mmdet
+        logs an error and reports no metric at all, so a test run would end with
+        exit status 0 and no numbers. It is reported as 0.0, with a warning.
+        """
+        if (pairs and not self.format_only and self.metrics == ['bbox']
+                and all(len(pred['bboxes']) == 0 for _, pred in pairs)):
+            MMLogger.get_current_instance().warning(
+                f'{name}: no detection in any of the {len(pairs)} images (every score below '
+                'test_cfg.score_thr?): box AP 0.0')
+            return {key: 0.0 for key in self.BOX_KEYS}
+        return super().compute_metrics(pairs)
 
     @staticmethod
     def summary_table(rows: Sequence[tuple[str, dict]]) -> str:

@@ -121,3 +121,33 @@ def test_members_of_a_subset_are_named_by_their_indices(tmp_path):
     metric.process({}, samples)
     results = metric.evaluate(len(samples))
     assert 'coco/member2_bbox_mAP' in results and 'coco/member1_bbox_mAP' not in results
+
+
+def test_a_model_without_detections_has_ap_zero_not_no_metric(tmp_path):
+    """mmdet reports nothing when no image has a detection (an undertrained sigmoid head
+    below score_thr); the run would end with exit 0 and no numbers. AP is 0.0."""
+    import json
+
+    from mmengine.logging import MMLogger
+    ann = make_shapes_dataset(tmp_path, num_train=0, num_val=4, size=64, seed=3)['val']
+    coco = json.loads(ann.read_text())
+    metric = DividedCocoMetric(ann_file=str(ann), metric='bbox')
+    metric.dataset_meta = dict(classes=('circle', 'square', 'triangle'))
+    gt = coco['annotations'][0]
+    x, y, w, h = gt['bbox']
+    one = _pred([[x, y, x + w, y + h]])
+    one.labels = torch.tensor([gt['category_id'] - 1])
+    samples = [dict(img_id=img['id'], ori_shape=(img['height'], img['width']),
+                    pred_instances=_pred([]),  # the ensemble: nothing anywhere
+                    member_pred_instances=[_pred([]), one if img['id'] == gt['image_id']
+                                           else _pred([])])
+               for img in coco['images']]
+    metric.process({}, samples)
+    logger = MMLogger.get_current_instance()
+    with pytest.MonkeyPatch.context() as mp:
+        warnings = []
+        mp.setattr(logger, 'warning', lambda msg, *a, **k: warnings.append(msg))
+        results = metric.evaluate(len(samples))
+    assert results['coco/bbox_mAP'] == 0.0 and results['coco/member0_bbox_mAP'] == 0.0
+    assert results['coco/member1_bbox_mAP'] > 0.0  # one right box: evaluated as usual
+    assert any('the ensemble: no detection in any of the 4 images' in w for w in warnings)
