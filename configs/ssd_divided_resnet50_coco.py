@@ -5,7 +5,7 @@
 # own SSD head; losses are the members' SSD losses plus the co-training term;
 # at test time the members' detections are fused with Weighted Boxes Fusion.
 # The neck/head widths below are the undivided (S=1) ones: the divided parts
-# derive member widths from S (divdet/models/utils/division.py).
+# derive member widths from S (divdet/models/backbones/division.py).
 #
 # Schedule of the reference (Zhao et al., Divide and Co-training, TIP 2022): SGD Nesterov, momentum 0.9,
 # wd 5e-4, lr 2.6e-3 per 32 images, 65 epochs, x0.1 at epochs 43 and 54.

@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 import torch
 
 from divdet.apis.cli import ArgumentParser
-from divdet.models.utils.safety import describe_mismatch
+from divdet.models.divided.checks import describe_mismatch
 from divdet.utils.errors import CheckpointMismatchError, MissingFileError
 
 #: Reference ImageNet deep stem (layer0) index -> divdet (mmpretrain ResNetV1d) module.

@@ -72,7 +72,7 @@ class ExportableDetector(nn.Module):
     def __init__(self, model: nn.Module, fusion: Optional[dict] = None,
                  fmt: str = 'pt2') -> None:
         super().__init__()
-        from divdet.models.utils.runtime import MemberRuntime
+        from divdet.models.divided.runtime import MemberRuntime
         if fmt not in FORMAT_FUSERS:
             raise ConfigError(f"export format must be 'pt2' or 'onnx', found {fmt!r}")
         head = model.bbox_head

@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
-from divdet.models.utils.division import weight_decay_scale
+from divdet.models.backbones.division import weight_decay_scale
 from divdet.registry import register_optim_constructor
 
 

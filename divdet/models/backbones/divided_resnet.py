@@ -10,7 +10,7 @@ A 4-D input is shared by all members; a 5-D input gives member i its own view
 ``x[:, i]`` (co-training with one augmented view per member).
 
 All members share the architecture family and depth; their widths come from
-:mod:`divdet.models.utils.division`. With ``num_members=1`` the single member
+:mod:`divdet.models.backbones.division`. With ``num_members=1`` the single member
 is exactly the undivided network.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 from mmengine.model import ModuleList
 from mmpretrain.models.backbones import ResNeSt, ResNet, ResNetV1d, ResNeXt, SEResNet, SEResNeXt
 
-from divdet.models.utils.division import get_arch, scale_dropout, widen_widths
-from divdet.models.utils.runtime import DividedPart
+from divdet.models.backbones.division import get_arch, scale_dropout, widen_widths
+from divdet.models.divided.part import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
@@ -37,7 +37,7 @@ from .resnet_members import (
     WideResNetV1d,
 )
 
-#: Member classes an :class:`~divdet.models.utils.division.Arch` may name.
+#: Member classes an :class:`~divdet.models.backbones.division.Arch` may name.
 MEMBER_CLASSES = {
     'ResNet': ResNet,
     'ResNetV1d': ResNetV1d,
@@ -72,7 +72,7 @@ class DividedBackbone(DividedPart):
 
     Args:
         arch: architecture name, a key of
-            :data:`divdet.models.utils.division.ARCHS` (e.g. ``'resnet50-d'``,
+            :data:`divdet.models.backbones.division.ARCHS` (e.g. ``'resnet50-d'``,
             ``'wrn28-10-cifar'``, ``'pyramidnet272-cifar'``, ``'efficientnet-b0'``).
         num_members: the split factor S. Values without a rule are rejected.
         out_indices: stages whose outputs are returned (member default if None).
@@ -86,7 +86,7 @@ class DividedBackbone(DividedPart):
             the family's other probabilities (``shakedrop_prob``).
         widen: width multiplier on top of the division rule (1 = the rule's widths;
             e.g. 1.5 for an S=1 network 1.5x as wide), see
-            :func:`~divdet.models.utils.division.widen_widths`.
+            :func:`~divdet.models.backbones.division.widen_widths`.
         member_init_cfg: optional list of S init configs, one per member (e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``).
             A checkpoint with member-prefixed keys (``members.0.conv1...``)

@@ -2,7 +2,7 @@
 
 mmpretrain's ``EfficientNet`` scales a fixed channel table with a divisor of 8; a
 divided EfficientNet needs its own table and divisor per S (see
-:data:`divdet.models.utils.division.EFFICIENTNET_WIDTHS`), so this member takes the
+:data:`divdet.models.backbones.division.EFFICIENTNET_WIDTHS`), so this member takes the
 channels as arguments and builds mmpretrain's ``InvertedResidual`` (MBConv with SE)
 blocks from them. B0-B7 differ by the width and depth multipliers of
 :data:`EFFICIENTNET_SCALING`.

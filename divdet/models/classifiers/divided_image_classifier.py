@@ -8,16 +8,15 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmpretrain.models.classifiers import ImageClassifier
 from torch import Tensor
 
-from divdet.models.utils.division import scale_dropout
-from divdet.models.utils.members import with_members
-from divdet.models.utils.runtime import MemberRuntime, whole_member
-from divdet.models.utils.safety import DividedModelChecks
+from divdet.models.backbones.division import scale_dropout
+from divdet.models.divided.owner import DividedOwner
+from divdet.models.divided.runtime import whole_member
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 
 
 @register_model
-class DividedImageClassifier(DividedModelChecks, ImageClassifier):
+class DividedImageClassifier(DividedOwner, ImageClassifier):
     """An mmpretrain ``ImageClassifier`` with a divided backbone, neck and head.
 
     ``num_members`` (S) is written once, here, and passed to the divided
@@ -32,13 +31,13 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
 
     A NaN or infinite training loss stops training before the update, and a
     checkpoint whose S or backbone differs is refused
-    (:mod:`divdet.models.utils.safety`).
+    (:mod:`divdet.models.divided.checks`).
 
     Args:
         num_members: the split factor S.
         backbone, neck, head: divided component configs.
         train_cfg: as in mmpretrain (``augments`` for Mixup/CutMix).
-        member_execution: how the members run (:mod:`divdet.models.utils.runtime`):
+        member_execution: how the members run (:mod:`divdet.models.divided.runtime`):
             ``'auto'`` (default), ``'sequential'``, ``'threads'``, ``'streams'``
             or ``'devices'``. Each member runs whole (backbone, neck, head) in
             one call, and the members meet for the loss or the ensemble.
@@ -46,7 +45,7 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
             'cuda:1']``).
         compile_members: ``torch.compile`` each member's network: False
             (default), True or a dict of ``torch.compile`` arguments
-            (:class:`~divdet.models.utils.runtime.MemberRuntime`).
+            (:class:`~divdet.models.divided.runtime.MemberRuntime`).
         member_scales: members at different resolutions (after MutualNet, Yang
             et al., ECCV 2020): member i sees its input resized by
             ``member_scales[i]`` (bilinear, antialiased when shrinking), in
@@ -55,13 +54,15 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
         data_preprocessor, init_cfg: as in mmpretrain.
     """
 
+    owner_name = 'classifier'
+
     def __init__(self, num_members: int, backbone: dict, head: dict, neck: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  member_execution: str = 'auto', member_devices: Optional[list] = None,
                  compile_members=False, member_scales: Optional[Sequence[float]] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
-            raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
+        runtime = self.build_runtime(num_members, member_execution, member_devices,
+                                     compile_members)
         if member_scales is not None:
             scales = list(member_scales) if isinstance(member_scales, (list, tuple)) else None
             if scales is None or len(scales) != num_members or not all(
@@ -69,25 +70,23 @@ class DividedImageClassifier(DividedModelChecks, ImageClassifier):
                 raise ConfigError(f'member_scales: expected one scale in (0, 4] per member '
                                   f'({num_members}), found {member_scales!r}')
             member_scales = tuple(float(v) for v in scales)
-        runtime = MemberRuntime(member_execution, num_members, member_devices, compile_members)
-        backbone = ROOT_MODELS.build(with_members(backbone, num_members, 'backbone', 'classifier'))
+        backbone = self.build_part(ROOT_MODELS, backbone, num_members, 'backbone')
         if neck is not None:
-            neck = ROOT_MODELS.build(with_members(neck, num_members, 'neck', 'classifier'))
-        head = dict(with_members(head, num_members, 'head', 'classifier'),
-                    in_channels=backbone.member_out_channels[-1])
+            neck = self.build_part(ROOT_MODELS, neck, num_members, 'neck')
+        head = dict(head)
         if head.get('head', {}).get('dropout_rate'):  # the undivided network's, scaled by S
             head['head'] = dict(head['head'], dropout_rate=scale_dropout(
                 head['head']['dropout_rate'], num_members,
                 getattr(backbone, 'dropout_scaling', 'linear')))
-        head = ROOT_MODELS.build(head)
+        head = self.build_part(ROOT_MODELS, head, num_members, 'head',
+                               in_channels=backbone.member_out_channels[-1])
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault('type', 'DividedClsDataPreprocessor')
         super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.num_members = num_members
         self.member_scales = member_scales
-        self.runtime = runtime
-        runtime.attach(self.backbone, self.neck if self.with_neck else None, self.head)
+        self.own_parts(num_members, runtime, self.backbone,
+                       self.neck if self.with_neck else None, self.head)
 
     def member_logits(self, inputs: Tensor) -> list[Tensor]:
         """Every member's logits, each member run whole (backbone, neck, head) in one call."""

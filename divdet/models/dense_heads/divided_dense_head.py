@@ -55,10 +55,10 @@ from torch import Tensor
 
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.fusion import build_fuser
+from divdet.models.backbones.division import divide_width
+from divdet.models.divided.part import DividedPart
 from divdet.models.losses.cotraining_loss import member_loss_totals
-from divdet.models.utils.division import divide_width
 from divdet.models.utils.nms import resolve_nms_cfg
-from divdet.models.utils.runtime import DividedPart
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 

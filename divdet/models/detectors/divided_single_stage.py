@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
@@ -11,9 +10,8 @@ from mmdet.structures import SampleList
 from torch import Tensor
 
 from divdet.fusion import build_fuser
-from divdet.models.utils.members import with_members
-from divdet.models.utils.runtime import MemberRuntime, channels_last_for, whole_member
-from divdet.models.utils.safety import DividedModelChecks
+from divdet.models.divided.owner import DividedOwner
+from divdet.models.divided.runtime import whole_member
 from divdet.registry import register_model
 from divdet.utils.errors import ConfigError
 from divdet.utils.ranges import check_post_processing
@@ -52,7 +50,7 @@ def check_test_cfg(test_cfg: Optional[dict]) -> None:
 
 
 @register_model
-class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
+class DividedSingleStageDetector(DividedOwner, SingleStageDetector):
     """A stock mmdet single-stage detector whose backbone, neck and head are divided.
 
     ``num_members`` (the split factor S) is written once, here; it is passed to
@@ -68,11 +66,11 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
 
     A NaN or infinite training loss stops training before the update, and a
     checkpoint whose S or backbone differs is refused
-    (:mod:`divdet.models.utils.safety`).
+    (:mod:`divdet.models.divided.checks`).
 
     Args:
         num_members: the split factor S.
-        member_execution: how the S members run (:mod:`divdet.models.utils.runtime`;
+        member_execution: how the S members run (:mod:`divdet.models.divided.runtime`;
             same outputs and checkpoints in every case, tested): ``'auto'``
             (default: the fastest of the executors that apply, measured at the
             first calls per device and input shape), ``'sequential'``,
@@ -84,7 +82,7 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
             ``['cuda:0', 'cuda:1']``); losses and fusion run on the inputs'.
         channels_last: keep weights and activations in channels-last memory
             format: True, False, or ``'auto'`` (default): channels-last where it
-            measured faster, the CPU (:data:`~divdet.models.utils.runtime.AUTO_CHANNELS_LAST`),
+            measured faster, the CPU (:data:`~divdet.models.divided.runtime.AUTO_CHANNELS_LAST`),
             set again whenever the model moves to another device. Same results
             (to float rounding) and checkpoints in either layout.
         compile_members: ``torch.compile`` each member's network (backbone,
@@ -97,6 +95,8 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
         train_cfg, test_cfg, data_preprocessor, init_cfg: as in mmdet.
     """
 
+    owner_name = 'detector'
+
     def __init__(self, num_members: int, backbone: dict, bbox_head: dict,
                  neck: Optional[dict] = None, member_execution: str = 'auto',
                  member_devices: Optional[list] = None, channels_last='auto',
@@ -104,59 +104,25 @@ class DividedSingleStageDetector(DividedModelChecks, SingleStageDetector):
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         BaseDetector.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
-            raise ConfigError(f'num_members must be a positive integer, found {num_members!r}')
-        self.num_members = num_members
-        check_test_cfg(test_cfg)
-        self.runtime = MemberRuntime(member_execution, num_members, member_devices,
+        runtime = self.build_runtime(num_members, member_execution, member_devices,
                                      compile_members)
-        self.backbone = MODELS.build(with_members(backbone, num_members, 'backbone', 'detector'))
+        check_test_cfg(test_cfg)
+        self.backbone = self.build_part(MODELS, backbone, num_members, 'backbone')
         channels = self.backbone.member_out_channels
         if neck is not None:
-            neck = dict(with_members(neck, num_members, 'neck', 'detector'), in_channels=channels)
-            self.neck = MODELS.build(neck)
+            self.neck = self.build_part(MODELS, neck, num_members, 'neck', in_channels=channels)
             channels = self.neck.member_out_channels
-        bbox_head = dict(with_members(bbox_head, num_members, 'bbox_head', 'detector'),
-                         in_channels=channels, train_cfg=train_cfg, test_cfg=test_cfg)
-        self.bbox_head = MODELS.build(bbox_head)
+        self.bbox_head = self.build_part(MODELS, bbox_head, num_members, 'bbox_head',
+                                         in_channels=channels, train_cfg=train_cfg,
+                                         test_cfg=test_cfg)
         if member_devices is not None and self.bbox_head.share_head:
             raise ConfigError('member_devices: a shared head (bbox_head.share_head=True) '
                               'cannot live on several devices')
-        self.runtime.attach(self.backbone, self.neck if neck is not None else None,
-                            self.bbox_head)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.test_members = check_test_members((test_cfg or {}).get('members'), num_members)
-        channels_last_for(channels_last, torch.device('cpu'))  # checks the value
-        self.channels_last = channels_last
-        self._in_channels_last = False
-        self._relayout()
-
-    def _relayout(self) -> None:
-        """Weights channels-last or not, as ``channels_last`` asks for their device."""
-        param = next(self.parameters(), None)
-        want = channels_last_for(self.channels_last,
-                                 param.device if param is not None else torch.device('cpu'))
-        if want != self._in_channels_last:
-            self._in_channels_last = want
-            super()._apply(lambda t: t.contiguous(
-                memory_format=torch.channels_last if want else torch.contiguous_format)
-                if t.dim() == 4 else t)
-
-    def _apply(self, fn, recurse: bool = True):
-        """``to()``, ``cuda()`` ...; then the layout for the new device."""
-        module = super()._apply(fn, recurse)
-        if hasattr(self, '_in_channels_last'):
-            self._relayout()
-        return module
-
-    def _layout(self, batch_inputs: Tensor) -> Tensor:
-        """The inputs in channels-last memory format if the weights are."""
-        if not self._in_channels_last:
-            return batch_inputs
-        if batch_inputs.dim() == 5:  # (N, S, C, H, W): each member's view channels-last
-            return batch_inputs.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-        return batch_inputs.contiguous(memory_format=torch.channels_last)
+        self.own_parts(num_members, runtime, self.backbone, self.neck if neck is not None
+                       else None, self.bbox_head, channels_last=channels_last)
 
     def extract_feat(self, batch_inputs: Tensor):
         """Backbone and neck features (channels-last input if so configured)."""

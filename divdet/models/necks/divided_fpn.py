@@ -8,8 +8,8 @@ from mmengine.model import ModuleList
 from mmengine.registry import DefaultScope
 from torch import Tensor
 
-from divdet.models.utils.division import divide_width
-from divdet.models.utils.runtime import DividedPart
+from divdet.models.backbones.division import divide_width
+from divdet.models.divided.part import DividedPart
 from divdet.registry import register_model
 
 

@@ -7,7 +7,7 @@ from mmengine.model import ModuleList
 from mmengine.registry import MODELS as ROOT_MODELS
 from torch import Tensor
 
-from divdet.models.utils.runtime import DividedPart
+from divdet.models.divided.part import DividedPart
 from divdet.registry import register_model
 
 

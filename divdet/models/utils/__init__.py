@@ -1,17 +1,4 @@
-"""Model utilities: the division (width) rules."""
-from .division import (
-                       ARCHS,
-                       Arch,
-                       divide_channels,
-                       divide_width,
-                       get_arch,
-                       scale_dropout,
-                       weight_decay_scale,
-                       wrn_cifar_factor,
-)
+"""What the divided heads and the fusers share: NMS computed without holding the GIL."""
+from .nms import nms, resolve_nms_cfg
 
-__all__ = [
-    'ARCHS', 'Arch', 'divide_channels', 'divide_width', 'get_arch', 'scale_dropout',
-    'weight_decay_scale',
-    'wrn_cifar_factor'
-]
+__all__ = ['nms', 'resolve_nms_cfg']

@@ -8,7 +8,7 @@ import torch
 from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 
-from divdet.models.utils.runtime import (
+from divdet.models.divided.runtime import (
     DeviceExecutor,
     MemberRuntime,
     SequentialExecutor,
@@ -186,7 +186,7 @@ class _FakeClock:
 
 @pytest.mark.parametrize('fastest', ['sequential', 'threads'])
 def test_auto_measures_keeps_the_fastest_per_shape_and_logs_it_once(fastest, monkeypatch):
-    import divdet.models.utils.runtime as module
+    import divdet.models.divided.runtime as module
     logged = []
     monkeypatch.setattr(module, 'print_log', lambda msg, **kw: logged.append(msg))
     runtime = MemberRuntime('auto', 2)
@@ -309,7 +309,7 @@ class _Recording:
 
 
 def test_compile_members_settings_are_checked():
-    from divdet.models.utils.runtime import compile_options
+    from divdet.models.divided.runtime import compile_options
     assert compile_options(False) is None and compile_options(True) == {}
     assert compile_options(dict(mode='max-autotune')) == dict(mode='max-autotune')
     with pytest.raises(ConfigError, match="found 'yes'"):

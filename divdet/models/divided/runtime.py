@@ -52,7 +52,6 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseModule, ModuleList
 
 from divdet.utils.errors import ConfigError
 
@@ -429,7 +428,7 @@ class MemberRuntime:
     def attach(self, *parts) -> None:
         """Make the divided ``parts`` (None skipped) run their members through this runtime."""
         for part in parts:
-            if isinstance(part, DividedPart):
+            if hasattr(part, 'run_members'):  # a DividedPart (None and plain modules skipped)
                 part.runtime = self
                 self._parts.append(part)
 
@@ -570,45 +569,3 @@ def whole_member(backbone, neck, head, inputs, runtime: Optional[MemberRuntime] 
 
 #: The runtime of a part built on its own (not inside a divided model).
 STANDALONE = MemberRuntime('sequential')
-
-
-class DividedPart(BaseModule):
-    """What every divided part shares: S members in ``self.members`` and how they run.
-
-    A subclass builds ``self.members`` (an ``nn.ModuleList``) and writes
-    :meth:`forward_member`; ``forward`` runs every member on its own input
-    through the owning model's runtime (:class:`MemberRuntime`).
-    """
-
-    runtime: MemberRuntime = STANDALONE
-    members: ModuleList
-
-    def __init__(self, num_members: int, init_cfg=None) -> None:
-        super().__init__(init_cfg)
-        self.num_members = num_members
-
-    def forward_member(self, i: int, x):
-        """Member ``i``'s output from its input ``x``."""
-        raise NotImplementedError
-
-    def member_input(self, x, i: int):
-        """Member ``i``'s share of the part's input (here ``x[i]``: one input per member)."""
-        return x[i]
-
-    def check_input(self, x) -> None:
-        """Raise ValueError when ``x`` does not hold one input per member."""
-        if len(x) != self.num_members:
-            raise ValueError(f'{type(self).__name__}: expected features of '
-                             f'{self.num_members} members, found {len(x)}')
-
-    def forward(self, x) -> tuple:
-        """Every member's output, in member order."""
-        return tuple(self.run_members(x))
-
-    def run_members(self, x, then: Optional[Callable[[int, Any], Any]] = None) -> list:
-        """``[then(i, forward_member(i, member_input(x, i)))]`` through the runtime."""
-        self.check_input(x)
-        return self.runtime.run(
-            range(self.num_members),
-            lambda i, to_member: self.forward_member(i, to_member(self.member_input(x, i))), x,
-            then=then)

@@ -125,7 +125,7 @@ def test_neck_or_head_tensor_of_another_shape_is_refused(part):
 
 
 def test_infinite_loss_is_refused_as_nan_is():
-    from divdet.models.utils.safety import check_finite_loss
+    from divdet.models.divided.checks import check_finite_loss
     inf = torch.tensor(float('inf'))
     with pytest.raises(NonFiniteLossError, match=r'the training loss is inf .*\(loss_bbox=inf\); '
                                                  'the update was not applied'):

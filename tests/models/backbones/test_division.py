@@ -3,8 +3,13 @@ import math
 
 import pytest
 
-from divdet.models.utils import ARCHS, divide_channels, scale_dropout, weight_decay_scale
-from divdet.models.utils.division import wrn_cifar_factor
+from divdet.models.backbones.division import (
+    ARCHS,
+    divide_channels,
+    scale_dropout,
+    weight_decay_scale,
+    wrn_cifar_factor,
+)
 
 
 def test_resnet_widths():
@@ -44,7 +49,7 @@ def test_divide_channels():
 
 
 def test_widen_scales_channel_widths_on_top_of_the_rule():
-    from divdet.models.utils.division import widen_widths
+    from divdet.models.backbones.division import widen_widths
     from divdet.utils import ConfigError
     resnet = ARCHS['resnet18-d'].widths[1]  # stem 128 (deep stem 2w), base 64
     assert widen_widths(resnet, 1.5) == dict(resnet, stem_channels=192, base_channels=96)
