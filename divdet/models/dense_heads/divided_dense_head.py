@@ -56,6 +56,7 @@ from torch import Tensor
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.fusion import build_fuser
 from divdet.models.backbones.division import divide_width
+from divdet.models.dense_heads.batched_ssd_loss import flatten_outputs
 from divdet.models.divided.part import DividedPart
 from divdet.models.losses.cotraining_loss import member_loss_totals
 from divdet.models.utils.nms import resolve_nms_cfg
@@ -67,16 +68,6 @@ DEFAULT_ENSEMBLE = dict(type='WeightedBoxesFusion', iou_thr=0.5, skip_box_thr=1e
                         conf_type='avg')
 
 MemberFeats = Sequence[Sequence[Tensor]]
-
-
-def level_rows(maps: Tensor, channels: int) -> Tensor:
-    """One level's (N, A * channels, H, W) -> (N, H * W * A, channels), mmdet's order."""
-    return maps.permute(0, 2, 3, 1).reshape(maps.shape[0], -1, channels)
-
-
-def flatten_levels(maps: Sequence[Tensor], channels: int) -> Tensor:
-    """Levels of (N, A * channels, H, W) -> (N, sum H * W * A, channels)."""
-    return torch.cat([level_rows(m, channels) for m in maps], 1)
 
 
 def mirror_outputs(outs: tuple, mirrored: Tensor) -> tuple:
@@ -217,7 +208,7 @@ class DividedDenseHead(DividedPart):
         """The scores of member ``i`` that the co-training term compares:
         (N, anchors or points, classifier channels)."""
         head = self.head_of(i)
-        return flatten_levels(outs[0], head.cls_out_channels)
+        return flatten_outputs(outs[0], head.cls_out_channels)
 
     # ---- one member's share: what a detector running each member whole calls ----------
 
