@@ -87,3 +87,17 @@ def test_benchmark_operator_counts(tool):
         assert rows['predict', s, 2]['post'] > 50 and rows['training step', s, 2]['post'] == 0
     assert rows['training step', 2, 4]['loss'] <= 1.2 * rows['training step', 1, 4]['loss']
     assert rows['predict', 2, 2]['fusion'] > 0 and rows['predict', 1, 2]['fusion'] == 0
+
+
+def test_benchmark_compile_modes(tool):
+    """--compile takes torch.compile's mode (reduce-overhead: CUDA graphs); others are
+    refused with one line."""
+    proc = tool('tools/analysis_tools/benchmark.py',
+                'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py',
+                '--compile', 'fast', check=False)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if 'divdet: error' in line]
+    assert lines == [
+        "divdet: error: benchmark.py: argument --compile: invalid choice: 'fast' (choose from "
+        "'default', 'max-autotune', 'max-autotune-no-cudagraphs', 'reduce-overhead') "
+        '(see benchmark.py --help)']

@@ -32,7 +32,7 @@ def test_dry_run_of_a_complete_kit_prints_the_plan(tmp_path):
     proc = _check('--dry-run', kit=_fake_kit(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'gpu-check --dry-run: ready' in proc.stdout
-    for step in ('install', 'build', 'test', 'ops', 'bench', 'train'):
+    for step in ('install', 'build', 'test', 'ops', 'bench', 'train', 'graphs'):
         assert f'\n  {step} ' in proc.stdout
     assert 'tests marked cuda' in proc.stdout and ' 0 tests marked' not in proc.stdout
 
@@ -51,7 +51,7 @@ def test_bad_use_is_one_line():
     proc = _check('--steps', 'install,nope')
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("gpu-check: error: unknown step 'nope' in --steps (expected "
-                                   'some of install,build,test,ops,bench,train)')
+                                   'some of install,build,test,ops,bench,train,graphs)')
     import torch
     if not torch.cuda.is_available():
         proc = _check('--steps', 'test')

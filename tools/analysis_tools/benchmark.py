@@ -4,7 +4,7 @@ Usage:
     python tools/analysis_tools/benchmark.py CONFIG [--repeats 7] [--batch-sizes 1 8]
         [--train-batch 8] [--executions seq threads streams] [--wbf-images 1 32]
         [--wbf-classes 80] [--device cpu] [--amp] [--layouts auto nchw channels-last]
-        [--load busy|random] [--compile] [--forward-only]
+        [--load busy|random] [--compile [MODE]] [--forward-only]
         [--allocator tuned|default|jemalloc|tcmalloc] [--skip-models | --skip-wbf]
 
 Everything is measured in one run, variants interleaved round-robin so that
@@ -38,10 +38,12 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   8: more than four variants may not fit in memory);
 - ``--mmdet-loss``: also ``S=1 mmdet-loss``, S=1 with mmdet's per-image SSD
   loss (``batched_loss=False``): the stock ``SingleStageDetector``'s training step;
-- ``--compile``: also ``S=1 inductor`` and ``S=2 inductor``, the members'
-  networks compiled by ``torch.compile`` (``compile_members=True``; S=2 runs
-  its members one after another, torch.compile not being thread-safe); each
-  compiles in the warm-up round before its timings;
+- ``--compile [MODE]``: also ``S=1 inductor`` and ``S=2 inductor``, the members'
+  networks compiled by ``torch.compile`` (``compile_members=True``, or
+  ``dict(mode=MODE)`` for another mode: ``reduce-overhead`` captures each
+  member's kernels in CUDA graphs, variants ``S=1 graphs`` and ``S=2 graphs``;
+  S=2 runs its members one after another, torch.compile not being
+  thread-safe); each compiles in the warm-up round before its timings;
 - with ``--amp`` inference runs under fp16 autocast and training with
   AmpOptimWrapper; ``--forward-only`` times the network without decoding/NMS/fusion;
 - WBF time per image, ensemble-boxes (numpy, image by image) against divdet's
@@ -107,9 +109,12 @@ BUSY_BOXES = 100
 #: ``--layouts`` names -> the model's ``channels_last``.
 LAYOUTS = {'auto': 'auto', 'nchw': False, 'channels-last': True}
 SUFFIXES = {'auto': 'auto', 'nchw': 'nchw', 'channels-last': 'cl'}  # in variant names
+#: ``--compile`` modes (torch.compile's) -> the variants' names.
+COMPILE_NAMES = {'default': 'inductor', 'reduce-overhead': 'graphs',
+                 'max-autotune': 'autotune', 'max-autotune-no-cudagraphs': 'autotune-nograph'}
 
 
-def _build(cfg: Config, num_members: int, execution: str, channels_last, compiled: bool,
+def _build(cfg: Config, num_members: int, execution: str, channels_last, compiled,
            device: str, mmdet_loss: bool = False):
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
@@ -307,8 +312,11 @@ def bench_models(cfg: Config, args) -> None:
         for short in args.executions:
             variants[f'S=2 {short}{suffix}'] = (2, executions[short], channels_last, False)
         if args.compile:  # compiled members run one after another (not thread-safe)
-            variants[f'S=1 inductor{suffix}'] = (1, 'sequential', channels_last, True)
-            variants[f'S=2 inductor{suffix}'] = (2, 'sequential', channels_last, True)
+            mode = args.compile
+            compiled = True if mode == 'default' else dict(mode=mode)
+            short = COMPILE_NAMES.get(mode, mode)
+            variants[f'S=1 {short}{suffix}'] = (1, 'sequential', channels_last, compiled)
+            variants[f'S=2 {short}{suffix}'] = (2, 'sequential', channels_last, compiled)
     base = next(iter(variants))
     ctx = multiprocessing.get_context('spawn')
     procs = {name: _Variant(ctx, args, variant) for name, variant in variants.items()}
@@ -525,9 +533,11 @@ def main() -> None:
                         'in the first)')
     parser.add_argument('--amp', action='store_true',
                         help='fp16 autocast for inference, AmpOptimWrapper for training (CUDA)')
-    parser.add_argument('--compile', action='store_true',
-                        help="also S=1 and S=2 with compile_members=True (inductor), "
-                             "compiled in the warm-up round")
+    parser.add_argument('--compile', nargs='?', const='default', default=None,
+                        choices=sorted(COMPILE_NAMES),
+                        help="also S=1 and S=2 with compiled members (torch.compile's mode, "
+                             "default 'default'; 'reduce-overhead': CUDA graphs), compiled "
+                             "in the warm-up round")
     parser.add_argument('--forward-only', action='store_true',
                         help='time the network forward instead of model.predict')
     args = parser.parse_args()

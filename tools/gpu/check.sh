@@ -20,6 +20,9 @@
 #                        batch 32 and 64; fp32: batch 1 and 32, training at 32;
 #                        WBF on the GPU against the host
 #               train    2 epochs of the demo config with --amp, then tools/test.py
+#               graphs   members in CUDA graphs (compile_members=dict(mode='reduce-overhead'),
+#                        AMP, inference at batch 1 and 32, training at 64) and the packed
+#                        probe (the members as one vmap-ed network, inference)
 # Every step runs under a time limit and the next step runs even if one fails;
 # the exit status is that of the first failed step. `make gpu-check` runs it all.
 set -uo pipefail
@@ -32,7 +35,7 @@ MMCV_SRC="$KIT/build/mmcv-$MMCV_VERSION"
 PY="${PYTHON:-python3}"
 DEMO="configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py"
 ENTRY="configs/ssd_divided_resnet50_coco.py"
-ALL_STEPS="install,build,test,ops,bench,train"
+ALL_STEPS="install,build,test,ops,bench,train,graphs"
 
 DRY=0
 STEPS="$ALL_STEPS"
@@ -42,7 +45,7 @@ while [[ $# -gt 0 ]]; do
     --dry-run) DRY=1 ;;
     --steps) STEPS="${2:?--steps needs a list}"; shift ;;
     --out) DEST="${2:?--out needs a folder}"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "gpu-check: error: unknown argument '$1' (expected --dry-run, --steps LIST, --out DIR)" >&2
        exit 2 ;;
   esac
@@ -64,13 +67,16 @@ BENCH="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --repeats 5 --
 BENCH_AMP="$BENCH --amp --batch-sizes 1 8 32 --train-batch 32 64"
 BENCH_FP32="$BENCH --batch-sizes 1 32 --train-batch 32"
 WBF="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --skip-models --repeats 5"
-declare -A LIMIT=([install]=60 [build]=480 [test]=180 [ops]=120 [bench]=360 [train]=150)
+GRAPHS="$PY tools/analysis_tools/benchmark.py $ENTRY --device cuda --amp --repeats 5 --executions seq --compile reduce-overhead --batch-sizes 1 32 --train-batch 64 --skip-wbf"
+PACKED="$PY tools/analysis_tools/packed_probe.py $ENTRY --device cuda --repeats 10 --batch-sizes 1 32"
+declare -A LIMIT=([install]=60 [build]=480 [test]=180 [ops]=120 [bench]=360 [train]=150 [graphs]=300)
 declare -A PLAN=(
   [install]="$PY -m pip install --no-index --no-deps --no-compile --target $SITE .gpu/wheels/*.whl"
   [build]="mmcv $MMCV_VERSION ops (MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=<this GPU>, -O1, C++20) in $MMCV_SRC; $PY setup.py build_ext --inplace (divdet's WBF kernel)"
   [test]="$PY -m pytest -m cuda tests -q -p no:cacheprovider -o addopts=-ra"
   [ops]="$PY tools/analysis_tools/benchmark.py $DEMO --ops --device cuda --batch-sizes 2 8 32"
   [bench]="$BENCH_AMP; echo; $BENCH_FP32; echo; $WBF"
+  [graphs]="$PACKED --amp; echo; $PACKED; echo; $GRAPHS"
   [train]="$PY tools/misc/make_shapes.py --out data/shapes; $PY tools/train.py $DEMO --amp --cfg-options train_cfg.max_epochs=2 ...; $PY tools/test.py $DEMO CKPT"
 )
 
@@ -85,7 +91,7 @@ if (( DRY )); then
       || problem "the wheel of $req (run: bash tools/gpu/prepare.sh)"
   done < <(grep -v '^\s*#' "$ROOT/tools/gpu/requirements.txt" | grep -v '^\s*$')
   [[ -f "$KIT/src/mmcv-$MMCV_VERSION.tar.gz" ]] || problem "mmcv's sdist (run: bash tools/gpu/prepare.sh)"
-  for f in "$ENTRY" "$DEMO" tools/analysis_tools/benchmark.py tools/train.py tools/test.py \
+  for f in "$ENTRY" "$DEMO" tools/analysis_tools/benchmark.py tools/analysis_tools/packed_probe.py tools/train.py tools/test.py \
       tools/misc/make_shapes.py setup.py; do
     [[ -f "$ROOT/$f" ]] || problem "$f"
   done
@@ -136,7 +142,7 @@ run_step() {  # run_step NAME COMMAND...: time-limited, logged, summarised in th
     echo "## $name: $([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc$([[ $rc == 124 ]] && echo ', time limit'))"), ${took} s"
     echo
     echo '```'
-    if [[ "$name" == bench || "$name" == ops || "$name" == test ]]; then
+    if [[ "$name" == bench || "$name" == ops || "$name" == test || "$name" == graphs ]]; then
       grep -v -E '^\s*$|Warning|warn\(' "$log" | tail -n 120
     else
       tail -n 25 "$log"
@@ -205,6 +211,9 @@ fi
 if want train; then
   export -f train_demo; export DEMO
   run_step train train_demo
+fi
+if want graphs; then
+  run_step graphs "${PLAN[graphs]}"
 fi
 echo "[gpu-check] results: $REPORT"
 exit $first_failure
