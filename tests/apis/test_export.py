@@ -9,6 +9,7 @@ from divdet.utils.errors import ConfigError
 from tests.conftest import ROOT
 
 CONFIG = ROOT / 'configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py'
+RETINANET = ROOT / 'configs/demo/retinanet128_divided-resnet18-d-fpn_1xb16-24e_hardshapes.py'
 
 
 @pytest.fixture(scope='module')
@@ -107,3 +108,30 @@ def test_export_tool_writes_checks_and_evaluates(tool, setup, tmp_path):
                '--fusion', 'config', check=False)
     assert bad.returncode == 2 and 'Traceback' not in bad.stderr
     assert 'carries NMSFusion only' in bad.stderr
+
+
+@pytest.mark.parametrize('fmt', ['pt2', 'onnx'])
+def test_sigmoid_fpn_detector_exports(tmp_path, fmt):
+    """A divided RetinaNet (FPN, sigmoid classifier, anchors at five levels) exports like
+    the SSD: the same detections as eager predict."""
+    if fmt == 'onnx':
+        pytest.importorskip('onnxruntime')
+    make_shapes_dataset(tmp_path / 'data', num_train=1, num_val=2, size=128, seed=5)
+    cfg = Config.fromfile(str(RETINANET))
+    cfg.merge_from_dict({'test_dataloader.dataset.data_root': f'{tmp_path}/data/',
+                         'test_dataloader.dataset.metainfo': dict(classes=SHAPES_CLASSES),
+                         'model.bbox_head.head.num_classes': len(SHAPES_CLASSES),
+                         'model.test_cfg.score_thr': 0.3})
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    for head in model.bbox_head.members:  # a trained head's spread of class scores
+        torch.nn.init.normal_(head.retina_cls.weight, std=0.05)
+        torch.nn.init.zeros_(head.retina_cls.bias)
+    fusion = dict(type='NMSFusion', iou_thr=0.5) if fmt == 'onnx' else None
+    module = ex.ExportableDetector(model, fusion, fmt)
+    inputs, samples = ex.sample_inputs(cfg, batch_size=2)
+    path = str(tmp_path / f'retinanet.{fmt}')
+    ex.export(module, inputs, path, fmt)
+    _check_equal(module, ex.load_runner(path), samples)

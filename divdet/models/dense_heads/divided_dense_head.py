@@ -26,8 +26,11 @@ between heads is a few hooks:
   (``use_sigmoid_cls``: a Bernoulli per class, else one softmax over the classes);
 - :attr:`share_targets`: whether the members' targets are assigned once per batch
   (targets that depend on anchors or points and ground truth only);
-- :meth:`predict_members` and :meth:`loss_members`, which a head with a batched
-  path overrides (:class:`~divdet.models.dense_heads.DividedSSDHead`).
+- :meth:`loss_members`, which a head with a batched loss overrides
+  (:class:`~divdet.models.dense_heads.DividedSSDHead`); the post-processing of
+  all members and images is batched for every head that uses mmdet's
+  ``BaseDenseHead.predict_by_feat`` with a box coder it covers (SSD, RetinaNet,
+  FCOS, ATSS), others run mmdet's per image.
 
 Adding another mmdet dense head takes a config: ``dict(type='DividedDenseHead',
 head=dict(type='GFLHead', ...))``.
@@ -49,6 +52,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from mmengine.config import ConfigDict
+from mmengine.logging import print_log
 from mmengine.model import ModuleList
 from mmengine.registry import DefaultScope
 from torch import Tensor
@@ -56,6 +60,7 @@ from torch import Tensor
 from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.fusion import build_fuser
 from divdet.models.backbones.division import divide_width
+from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
 from divdet.models.dense_heads.batched_ssd_loss import flatten_outputs
 from divdet.models.divided.part import DividedPart
 from divdet.models.losses.cotraining_loss import member_loss_totals
@@ -268,9 +273,27 @@ class DividedDenseHead(DividedPart):
                         rescale: bool = False,
                         indices: Optional[Sequence[int]] = None) -> list[InstanceList]:
         """Detections per image of every member whose outputs are in ``outs``
-        (members ``indices``, by default the first ``len(outs)``)."""
+        (members ``indices``, by default the first ``len(outs)``).
+
+        Decoding, score filter and NMS of all of them run in batched calls
+        (:mod:`~divdet.models.dense_heads.batched_post_process`, equal to mmdet's
+        ``predict_by_feat``), whose number does not grow with S or the batch; a
+        head or test config that path does not cover runs mmdet's per-image
+        :meth:`predict_member` for each member (logged once, with the reason).
+        """
         indices = list(range(len(outs))) if indices is None else list(indices)
+        head = self.head_of(indices[0])
+        reason = supports_batched(head, head.test_cfg)
         with torch.profiler.record_function('divdet::post_process'):  # see apis.complexity
+            if reason is None:
+                outs = [self.unmirror(i, o, batch_data_samples) for i, o in zip(indices, outs)]
+                return batched_post_process(head, outs, [s.metainfo for s in batch_data_samples],
+                                            head.test_cfg, rescale)
+            if reason != getattr(self, '_per_image_reason', None):
+                self._per_image_reason = reason  # logged once per reason
+                print_log(f'{type(self).__name__}: post-processing per image and member '
+                          f"(mmdet's predict_by_feat), not batched: {reason}",
+                          logger='current')
             return [self.predict_member(i, o, batch_data_samples, rescale)
                     for i, o in zip(indices, outs)]
 

@@ -9,7 +9,6 @@ from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures import SampleList
 from mmengine.logging import print_log
 
-from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
 from divdet.models.dense_heads.batched_ssd_loss import (
     flatten_outputs,
     ssd_losses,
@@ -113,29 +112,3 @@ class DividedSSDHead(DividedDenseHead):
             members = [dict(loss_cls=c, loss_bbox=b)
                        for c, b in zip(loss_cls.unbind(), loss_bbox.unbind())]
         return self.gather_losses(list(zip(members, cls.unbind())))
-
-    def predict_members(self, outs: Sequence[tuple], batch_data_samples: SampleList,
-                        rescale: bool = False,
-                        indices: Optional[Sequence[int]] = None) -> list:
-        """Detections per image of every member whose head outputs are in ``outs``.
-
-        ``outs`` are members ``indices`` (default: the first ``len(outs)``). Decoding,
-        score filter and NMS of all of them run in batched calls
-        (:mod:`~divdet.models.dense_heads.batched_post_process`), whose number does
-        not grow with S or the batch; a head or test config that path does not
-        cover runs mmdet's per-image :meth:`predict_member` for each member.
-        """
-        indices = list(range(len(outs))) if indices is None else list(indices)
-        head = self.head_of(indices[0])
-        reason = supports_batched(head, head.test_cfg)
-        if reason is not None:
-            if reason != getattr(self, '_per_image_reason', None):
-                self._per_image_reason = reason  # logged once per reason
-                print_log(f'{type(self).__name__}: post-processing per image and member '
-                          f"(mmdet's predict_by_feat), not batched: {reason}",
-                          logger='current')
-            return super().predict_members(outs, batch_data_samples, rescale, indices)
-        with torch.profiler.record_function('divdet::post_process'):  # see apis.complexity
-            outs = [self.unmirror(i, o, batch_data_samples) for i, o in zip(indices, outs)]
-            return batched_post_process(head, outs, [s.metainfo for s in batch_data_samples],
-                                        head.test_cfg, rescale)

@@ -1,4 +1,5 @@
-"""Batched decoding + NMS of all members and images equals mmdet's per-image SSD results."""
+"""Batched decoding + NMS of all members and images equals mmdet's per-image results
+(SSD, RetinaNet, FCOS and ATSS heads)."""
 import copy
 from functools import partial
 
@@ -72,7 +73,7 @@ def test_head_predict_uses_it_and_matches_the_per_member_route():
 
 
 def test_unsupported_configs_fall_back_to_mmdet(monkeypatch):
-    import divdet.models.dense_heads.divided_ssd_head as module
+    import divdet.models.dense_heads.divided_dense_head as module
     logged = []
     monkeypatch.setattr(module, 'print_log', lambda msg, **kw: logged.append(msg))
     head = _head(2)
@@ -156,3 +157,91 @@ def test_cuda_equals_cpu(rescale):
     for got, expected in zip(gpu, cpu):
         assert got[0].bboxes.is_cuda
         _compare([r.cpu() for r in got], expected)
+
+
+def _dense_head(kind: str, num_members: int, **test_cfg):
+    """A DividedDenseHead of mmdet's ``kind`` head (small), at eval."""
+    from divdet.models.dense_heads import DividedDenseHead
+    from tests.models.dense_heads.test_divided_dense_head import TEST_CFG
+    from tests.models.dense_heads.test_divided_dense_head import _head as mmdet_head
+    torch.manual_seed(0)
+    head = DividedDenseHead(num_members, mmdet_head(kind), in_channels=[64] * 5,
+                            test_cfg=dict(TEST_CFG, **{'score_thr': 0.05, **test_cfg}))
+    head.init_weights()
+    return head.eval()
+
+
+def _dense_outputs(head, num_members, batch):
+    """The members' outputs, random with a trained head's spread (initial class scores
+    are all near the prior's 0.01, initial boxes near a point)."""
+    torch.manual_seed(1)
+    feats = [tuple(torch.randn(batch, 64, s, s) for s in (16, 8, 4, 2, 1))
+             for _ in range(num_members)]
+    with torch.no_grad():
+        outs = [head.forward_member(i, f) for i, f in enumerate(feats)]
+    points = type(head.head_of(0).bbox_coder).__name__ == 'DistancePointBBoxCoder'
+    return [([torch.randn_like(c) * 2 - 1 for c in o[0]],  # boxes of 0-40 px from points
+             [torch.rand_like(b) * 20 if points else torch.randn_like(b) * 0.5 for b in o[1]],
+             *([[torch.randn_like(f) for f in o[2]]] if len(o) > 2 else [])) for o in outs]
+
+
+@pytest.mark.parametrize('rescale', [False, True])
+@pytest.mark.parametrize('cfg_change', [{}, dict(nms_pre=30, max_per_img=20),
+                                        dict(min_bbox_size=6, score_thr=0.3)],
+                         ids=['default', 'cuts', 'filters'])
+@pytest.mark.parametrize('kind', ['retinanet', 'fcos', 'atss'])
+def test_sigmoid_heads_equal_mmdet_per_image_results(kind, rescale, cfg_change):
+    """Sigmoid classifiers, anchors (RetinaNet, ATSS) or points (FCOS), centerness as score
+    factors (FCOS, ATSS): the batched route gives mmdet's predict_by_feat results."""
+    head = _dense_head(kind, 2, **cfg_change)
+    outs = _dense_outputs(head, 2, batch=3)
+    assert len(outs[0]) == (2 if kind == 'retinanet' else 3)
+    samples = data_samples([[], [], []])
+    for k, s in enumerate(samples):
+        s.set_metainfo(dict(img_shape=(128, 128 - 8 * k), scale_factor=(0.5 + k, 1.25)))
+    member = head.head_of(0)
+    assert supports_batched(member, member.test_cfg) is None
+    got = batched_post_process(member, outs, [s.metainfo for s in samples], member.test_cfg,
+                               rescale)
+    counts = []
+    for i in range(2):
+        expected = head.predict_member(i, outs[i], samples, rescale)
+        _compare(got[i], expected)
+        counts += [len(e) for e in expected]
+    assert max(counts) > 10
+    # and the head's predict takes this route
+    with torch.no_grad():
+        via_head = head.predict_members(outs, samples, rescale)
+    for a, b in zip(via_head, got):
+        _compare(a, b)
+
+
+def test_heads_with_their_own_post_processing_run_mmdets():
+    """GFL post-processes in its own _predict_by_feat_single: not batched, said once."""
+    from mmdet.registry import MODELS
+    gfl = MODELS.build(dict(type='GFLHead', num_classes=4, in_channels=32, stacked_convs=1,
+                            feat_channels=32, anchor_generator=dict(
+                                type='AnchorGenerator', ratios=[1.0], octave_base_scale=8,
+                                scales_per_octave=1, strides=[8, 16])))
+    assert supports_batched(gfl, dict(nms=dict(type='nms', iou_threshold=0.5))) == \
+        'GFLHead has its own _predict_by_feat_single'
+
+
+def test_sigmoid_post_processing_ops_do_not_grow_with_members():
+    """RetinaNet's post-processing: S=2 dispatches within 1.1x of S=1's operators, and
+    8 (member, image) rows within 1.3x of one; mmdet's per-member route grows more."""
+    from divdet.apis.complexity import count_ops
+
+    def ops(head, num_members, batch):
+        outs = _dense_outputs(head, num_members, batch)
+        samples = data_samples([[]] * batch)
+        with torch.no_grad():
+            ours = count_ops(partial(head.predict_members, outs, samples))[1]
+            theirs = count_ops(partial(_per_member, head, outs, samples))[0]
+        return ours, theirs
+
+    one, two = _dense_head('retinanet', 1), _dense_head('retinanet', 2)
+    (o11, m11), (o21, _), (o24, m24) = ops(one, 1, 1), ops(two, 2, 1), ops(two, 2, 4)
+    assert o11 > 20
+    assert o21 <= 1.1 * o11 and o24 <= 1.3 * o11
+    assert m24 > 4 * m11
