@@ -2,6 +2,7 @@
 import re
 
 import pytest
+import torch
 
 
 def _ratios_match(ratios, times):
@@ -101,3 +102,42 @@ def test_benchmark_compile_modes(tool):
         "divdet: error: benchmark.py: argument --compile: invalid choice: 'fast' (choose from "
         "'default', 'max-autotune', 'max-autotune-no-cudagraphs', 'reduce-overhead') "
         '(see benchmark.py --help)']
+
+
+def test_busy_load_finds_every_heads_classifier_and_refuses_mmdet_loss_off_ssd(tool):
+    """--load busy scales the class-score convolutions of any divided head (SSD's per-level
+    cls_convs, RetinaNet's retina_cls); --mmdet-loss is for the SSD head only."""
+    import importlib.util
+
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    from tests.conftest import ROOT
+    spec = importlib.util.spec_from_file_location(
+        'benchmark', ROOT / 'tools/analysis_tools/benchmark.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    init_default_scope('mmdet')
+    demo = ROOT / 'configs/demo'
+    for name in ('ssd128_divided-resnet18-d_1xb16-24e_shapes.py',
+                 'retinanet128_divided-resnet18-d-fpn_1xb16-24e_hardshapes.py'):
+        cfg = Config.fromfile(str(demo / name))
+        model = MODELS.build(cfg.model)
+        head = model.bbox_head.members[0]
+        found = bench._classifiers(head)
+        # SSD: one per level (not the box convs, whatever their widths); RetinaNet: one
+        count = len(head.cls_convs) if name.startswith('ssd') else 1
+        assert len(found) == count and all(f.out_channels % head.cls_out_channels == 0
+                                           for f in found), name
+        sigmoid = getattr(head, 'use_sigmoid_cls', False)
+        before = [c.weight.detach().clone() for c in found]
+        bench._scale_cls_convs(model, 2.0)
+        for conv, weight in zip(found, before):
+            torch.testing.assert_close(conv.weight, weight * 2)
+            if sigmoid:
+                assert float(conv.bias.abs().max()) == 0.0
+    proc = tool('tools/analysis_tools/benchmark.py',
+                str(demo / 'retinanet128_divided-resnet18-d-fpn_1xb16-24e_hardshapes.py'),
+                '--mmdet-loss', check=False)
+    assert proc.returncode == 2
+    assert '--mmdet-loss: only DividedSSDHead has a batched loss' in proc.stderr

@@ -27,7 +27,8 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
 - ``--load``: ``busy`` (default) scales each head's classification convs (x1,
   2, 4, ... until every member keeps at least 100 boxes per image after NMS, as
   a trained detector does; near-uniform scores of untrained heads can fall
-  below ``score_thr`` and would understate decoding, NMS and fusion);
+  below ``score_thr`` and would understate decoding, NMS and fusion; a sigmoid
+  head's classifier bias, its prior's -4.6, is set to zero first);
   ``random`` keeps the initial weights; the factor and the boxes per member and
   image are printed;
 - ``--layouts``: the memory formats to build every variant in: ``auto``
@@ -37,7 +38,8 @@ variant's threads cannot slow another); medians and ratios to S=1 are printed:
   (each variant is a process holding its training memory, several GB at batch
   8: more than four variants may not fit in memory);
 - ``--mmdet-loss``: also ``S=1 mmdet-loss``, S=1 with mmdet's per-image SSD
-  loss (``batched_loss=False``): the stock ``SingleStageDetector``'s training step;
+  loss (``batched_loss=False``): the stock ``SingleStageDetector``'s training step
+  (SSD configs: RetinaNet, FCOS and ATSS members compute mmdet's loss already);
 - ``--compile [MODE]``: also ``S=1 inductor`` and ``S=2 inductor``, the members'
   networks compiled by ``torch.compile`` (``compile_members=True``, or
   ``dict(mode=MODE)`` for another mode: ``reduce-overhead`` captures each
@@ -129,11 +131,25 @@ def _build(cfg: Config, num_members: int, execution: str, channels_last, compile
     return model.to(device)
 
 
+def _classifiers(head) -> list:
+    """The head's class-score convolutions: named ``*cls*`` with A x cls_out_channels
+    outputs (SSD's ``cls_convs``, RetinaNet's ``retina_cls``, FCOS's ``conv_cls``, ...)."""
+    priors = head.num_base_priors  # SSD: one count per level
+    channels = {a * head.cls_out_channels for a in (priors if isinstance(priors, (list, tuple))
+                                                     else [priors])}
+    return [m for name, m in head.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and m.out_channels in channels and 'cls' in name]
+
+
 def _scale_cls_convs(model, factor: float) -> None:
+    """Scale the class-score convolutions' weights by ``factor``; a sigmoid head's
+    classifier bias (the prior's -4.6: every score near 0.01) is set to zero first."""
     with torch.no_grad():
         for head in model.bbox_head.members:
-            for conv in head.cls_convs:
-                (conv[-1] if isinstance(conv, torch.nn.Sequential) else conv).weight.mul_(factor)
+            for conv in _classifiers(head):
+                if getattr(head, 'use_sigmoid_cls', False) and conv.bias is not None:
+                    conv.bias.zero_()
+                conv.weight.mul_(factor)
 
 
 def _make_busy(model, inputs, samples) -> tuple[float, float]:
@@ -546,6 +562,11 @@ def main() -> None:
         raise ConfigError(f'--device {args.device}: no CUDA device is available on this machine')
     cfg = read_config(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    head_type = str(cfg.model.get('bbox_head', {}).get('type', ''))
+    if args.mmdet_loss and head_type.split('.')[-1] != 'DividedSSDHead':
+        raise ConfigError(f'--mmdet-loss: only DividedSSDHead has a batched loss to compare '
+                          f"with mmdet's; {args.config} has {head_type or 'no bbox_head'}, "
+                          f"whose members compute mmdet's loss already")
     if args.ops:
         bench_ops(cfg, args)
         return
