@@ -245,3 +245,20 @@ def test_sigmoid_post_processing_ops_do_not_grow_with_members():
     assert o11 > 20
     assert o21 <= 1.1 * o11 and o24 <= 1.3 * o11
     assert m24 > 4 * m11
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('kind', ['retinanet', 'fcos'])
+def test_sigmoid_heads_cuda_equals_cpu(kind):
+    head = _dense_head(kind, 2)
+    outs = _dense_outputs(head, 2, batch=3)
+    samples = data_samples([[], [], []])
+    metas = [s.metainfo for s in samples]
+    cfg = head.head_of(0).test_cfg
+    cpu = batched_post_process(head.head_of(0), outs, metas, cfg, True)
+    on_cuda = [tuple([t.cuda() for t in level] for level in o) for o in outs]
+    gpu = batched_post_process(head.head_of(0).cuda(), on_cuda, metas, cfg, True)
+    assert sum(len(r) for member in cpu for r in member) > 30
+    for got, expected in zip(gpu, cpu):
+        assert got[0].bboxes.is_cuda
+        _compare([r.cpu() for r in got], expected)
