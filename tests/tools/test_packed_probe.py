@@ -52,3 +52,11 @@ def test_packed_probe_table(tool):
     for _, seq, packed, ratio, diff in rows:
         assert float(ratio) == pytest.approx(float(packed) / float(seq), rel=0.05, abs=0.006)
         assert float(diff) < 1e-4  # packed and sequential give the same outputs
+
+
+def test_packed_probe_refuses_a_classifier_config(tool):
+    proc = tool('tools/analysis_tools/packed_probe.py',
+                'configs/demo/resnet110-cifar_divided_1xb64-15e_digits.py', check=False)
+    assert proc.returncode == 2
+    assert ('packed_probe: expected a divided detector config (a model with a bbox_head), '
+            'found DividedImageClassifier') in proc.stderr

@@ -102,14 +102,14 @@ def main() -> None:
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     from mmdet.registry import MODELS
     model_cfg = cfg.model.copy()
+    if 'bbox_head' not in model_cfg:
+        raise ConfigError(f'packed_probe: expected a divided detector config (a model with '
+                          f'a bbox_head), found {model_cfg.get("type")} in {args.config}')
     model_cfg.num_members = args.members
     model_cfg.channels_last = args.channels_last
     model = MODELS.build(model_cfg)
     model.init_weights()
     model = model.to(args.device).eval()
-    if not hasattr(model, 'bbox_head'):
-        raise ConfigError(f'packed_probe: expected a divided detector config, found '
-                          f'{model_cfg.type} in {args.config}')
     networks = [MemberNetwork(model, i) for i in range(args.members)]
     packed = Packed(networks)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
