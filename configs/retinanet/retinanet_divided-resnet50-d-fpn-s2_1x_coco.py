@@ -51,3 +51,8 @@ test_evaluator = val_evaluator
 
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [dict(type='CoTrainingHook', warmup=8)]
+
+# Test-time augmentation (`tools/test.py --tta`): mmdet's scales and flips, every
+# member's views merged as the ensemble's (mmdet's DetTTAModel keeps one view's members).
+tta_model = dict(type='DividedDetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
