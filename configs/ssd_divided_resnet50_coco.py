@@ -102,7 +102,7 @@ train_dataloader = dict(
         data_prefix=dict(img='train2017/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline={{_base_.train_pipeline}}))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset', data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='DividedCocoMetric', ann_file=data_root +
                      'annotations/instances_val2017.json')

@@ -51,4 +51,10 @@ val_evaluator = dict(type='DividedCocoMetric',
 test_evaluator = val_evaluator
 
 train_cfg = dict(max_epochs=max_epochs)
-custom_hooks = [dict(type='CoTrainingHook', warmup=8)]
+custom_hooks = [
+    dict(type='CoTrainingHook', warmup=8),
+    dict(type='NumClassCheckHook'),
+    dict(type='CheckInvalidLossHook', interval=50, priority='VERY_LOW')
+]
+# checkpoints written whole before old ones are removed, as plain data (divdet.engine)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', interval=1))

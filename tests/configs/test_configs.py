@@ -46,3 +46,23 @@ def _leaves(obj):
     elif isinstance(obj, dict):
         for item in obj.values():
             yield from _leaves(item)
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_detection_configs_use_the_checked_components(path):
+    """Every divided detector config reads its data through the checked dataset, keeps
+    checkpoints with SafeCheckpointHook and reports every member (DividedCocoMetric),
+    whatever its mmdet base set."""
+    cfg = Config.fromfile(str(ROOT / path))
+    if cfg.get('default_scope', 'mmdet') != 'mmdet' or 'bbox_head' not in cfg.model:
+        pytest.skip('not a detection config')
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = cfg[loader].dataset
+        while dataset.get('type') in ('RepeatDataset', 'ClassBalancedDataset'):
+            dataset = dataset.dataset
+        assert dataset.type == 'CheckedCocoDataset', loader
+    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert cfg.model.data_preprocessor.type == 'CheckedDetDataPreprocessor'
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        assert cfg[evaluator].type == 'DividedCocoMetric', evaluator
+    assert 'CoTrainingHook' in [h['type'] for h in cfg.custom_hooks]
