@@ -110,10 +110,11 @@ def test_export_tool_writes_checks_and_evaluates(tool, setup, tmp_path):
     assert 'carries NMSFusion only' in bad.stderr
 
 
-@pytest.mark.parametrize('fmt', ['pt2', 'onnx'])
-def test_sigmoid_fpn_detector_exports(tmp_path, fmt):
-    """A divided RetinaNet (FPN, sigmoid classifier, anchors at five levels) exports like
-    the SSD: the same detections as eager predict."""
+@pytest.mark.parametrize('fmt,kind', [('pt2', 'retinanet'), ('onnx', 'retinanet'),
+                                      ('pt2', 'fcos')])
+def test_sigmoid_fpn_detector_exports(tmp_path, fmt, kind):
+    """A divided RetinaNet (FPN, sigmoid classifier, anchors at five levels) and FCOS
+    (points, centerness) export like the SSD: the same detections as eager predict."""
     if fmt == 'onnx':
         pytest.importorskip('onnxruntime')
     make_shapes_dataset(tmp_path / 'data', num_train=1, num_val=2, size=128, seed=5)
@@ -122,16 +123,26 @@ def test_sigmoid_fpn_detector_exports(tmp_path, fmt):
                          'test_dataloader.dataset.metainfo': dict(classes=SHAPES_CLASSES),
                          'model.bbox_head.head.num_classes': len(SHAPES_CLASSES),
                          'model.test_cfg.score_thr': 0.3})
+    if kind == 'fcos':
+        cfg.model.bbox_head.head = dict(
+            type='FCOSHead', num_classes=len(SHAPES_CLASSES), in_channels=128,
+            stacked_convs=2, feat_channels=128, strides=[8, 16, 32, 64, 128],
+            norm_cfg=dict(type='GN', num_groups=32, requires_grad=True))
+        cfg.model.train_cfg = None
     from mmengine.registry import MODELS, init_default_scope
     init_default_scope('mmdet')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
     for head in model.bbox_head.members:  # a trained head's spread of class scores
-        torch.nn.init.normal_(head.retina_cls.weight, std=0.05)
-        torch.nn.init.zeros_(head.retina_cls.bias)
+        classifier = head.retina_cls if kind == 'retinanet' else head.conv_cls
+        torch.nn.init.normal_(classifier.weight, std=0.05)
+        torch.nn.init.zeros_(classifier.bias)
+        if kind == 'fcos':  # boxes of some size around the points
+            torch.nn.init.normal_(head.conv_reg.weight, std=0.05)
+            torch.nn.init.constant_(head.conv_reg.bias, 1.0)
     fusion = dict(type='NMSFusion', iou_thr=0.5) if fmt == 'onnx' else None
     module = ex.ExportableDetector(model, fusion, fmt)
     inputs, samples = ex.sample_inputs(cfg, batch_size=2)
-    path = str(tmp_path / f'retinanet.{fmt}')
+    path = str(tmp_path / f'{kind}.{fmt}')
     ex.export(module, inputs, path, fmt)
     _check_equal(module, ex.load_runner(path), samples)
