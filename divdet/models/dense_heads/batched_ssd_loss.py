@@ -47,10 +47,14 @@ from divdet.models.dense_heads.batched_post_process import level_rows
 _NEVER = -3.0
 
 
-def supports_batched_loss(head) -> Optional[str]:
-    """None if :func:`ssd_targets` and :func:`ssd_losses` compute ``head``'s loss,
-    else why not (mmdet's per-image loss is used then)."""
-    cfg = head.train_cfg or {}
+def supports_batched_targets(head) -> Optional[str]:
+    """None if :func:`max_iou_targets` computes ``head``'s ``AnchorHead.get_targets``
+    (:func:`batched_get_targets`), else why not."""
+    from mmdet.models.dense_heads.anchor_head import AnchorHead
+    if not isinstance(head, AnchorHead) or any(
+            getattr(type(head), name) is not getattr(AnchorHead, name)
+            for name in ('get_targets', '_get_targets_single', 'get_anchors')):
+        return f'{type(head).__name__} assigns its own targets'
     assigner, sampler = getattr(head, 'assigner', None), getattr(head, 'sampler', None)
     if type(assigner).__name__ != 'MaxIoUAssigner':
         return f'assigner {type(assigner).__name__} (only MaxIoUAssigner is batched)'
@@ -64,6 +68,16 @@ def supports_batched_loss(head) -> Optional[str]:
         return f'box coder {type(head.bbox_coder).__name__}'
     if getattr(head, 'reg_decoded_bbox', False):
         return 'reg_decoded_bbox'
+    return None
+
+
+def supports_batched_loss(head) -> Optional[str]:
+    """None if :func:`ssd_targets` and :func:`ssd_losses` compute ``head``'s loss,
+    else why not (mmdet's per-image loss is used then)."""
+    cfg = head.train_cfg or {}
+    reason = supports_batched_targets(head)
+    if reason is not None:
+        return reason
     if getattr(head, 'use_sigmoid_cls', False):
         return 'sigmoid classification'
     if 'neg_pos_ratio' not in cfg or 'smoothl1_beta' not in cfg:
@@ -112,7 +126,6 @@ def _inside(head, featmap_sizes, anchors: Tensor, img_metas) -> Optional[Tensor]
     """(N, A) anchors that mmdet assigns (valid for the padded input and inside the
     image by ``allowed_border``), or None when that is every anchor of every image."""
     generator = head.prior_generator
-    allowed_border = (head.train_cfg or {}).get('allowed_border', -1)
     masks, all_valid = [], True
     for level, ((h, w), stride) in enumerate(zip(featmap_sizes, generator.strides)):
         # AnchorGenerator.valid_flags: cells up to ceil(pad / stride) are valid
@@ -130,15 +143,23 @@ def _inside(head, featmap_sizes, anchors: Tensor, img_metas) -> Optional[Tensor]
             parts.append((ys & xs).unsqueeze(-1).expand(-1, h, w, num_base).reshape(
                 len(img_metas), -1))
         inside = torch.cat(parts, 1)
-    if allowed_border >= 0:  # mmdet's anchor_inside_flags, per image
-        shapes = torch.tensor([m['img_shape'][:2] for m in img_metas], dtype=anchors.dtype,
-                              device=anchors.device)  # (N, 2): h, w
-        b = allowed_border
-        box = anchors.unsqueeze(0)
-        within = ((box[..., 0] >= -b) & (box[..., 1] >= -b)
-                  & (box[..., 2] < shapes[:, 1:] + b) & (box[..., 3] < shapes[:, :1] + b))
-        inside = within if inside is None else inside & within
-    return inside
+    return _within_border(head, anchors, img_metas, inside)
+
+
+def _within_border(head, anchors: Tensor, img_metas, valid: Optional[Tensor]
+                   ) -> Optional[Tensor]:
+    """``valid`` (N, A) (None: all) and'ed with mmdet's ``anchor_inside_flags`` of each
+    image for ``train_cfg.allowed_border`` >= 0."""
+    allowed_border = (head.train_cfg or {}).get('allowed_border', -1)
+    if allowed_border < 0:
+        return valid
+    shapes = torch.tensor([m['img_shape'][:2] for m in img_metas], dtype=anchors.dtype,
+                          device=anchors.device)  # (N, 2): h, w
+    b = allowed_border
+    box = anchors.unsqueeze(0)
+    within = ((box[..., 0] >= -b) & (box[..., 1] >= -b)
+              & (box[..., 2] < shapes[:, 1:] + b) & (box[..., 3] < shapes[:, :1] + b))
+    return within if valid is None else valid & within
 
 
 def ssd_targets(head, featmap_sizes: Sequence, batch_gt_instances: Sequence,
@@ -159,9 +180,31 @@ def ssd_targets(head, featmap_sizes: Sequence, batch_gt_instances: Sequence,
     Raises:
         ValueError: an image has no anchor inside it (as mmdet does).
     """
-    assigner, cfg = head.assigner, head.train_cfg
     anchors = torch.cat(head.prior_generator.grid_priors(featmap_sizes, device=device))  # (A, 4)
-    num_images, num_anchors = len(batch_img_metas), anchors.shape[0]
+    inside = _inside(head, featmap_sizes, anchors, batch_img_metas)
+    return max_iou_targets(head, anchors, inside, batch_gt_instances, batch_gt_instances_ignore)
+
+
+def max_iou_targets(head, anchors: Tensor, inside: Optional[Tensor],
+                    batch_gt_instances: Sequence,
+                    batch_gt_instances_ignore: Optional[Sequence] = None) -> SSDTargets:
+    """``AnchorHead.get_targets`` with ``MaxIoUAssigner`` and ``PseudoSampler`` for every
+    image at once: :class:`SSDTargets` (``avg_factor``: the batch's positives, each image
+    counting at least one, as mmdet's ``SamplingResult`` does).
+
+    Args:
+        head: an mmdet anchor head (its assigner, coder, ``num_classes``, train_cfg).
+        anchors: (A, 4) every level's anchors, one image's (all images share them).
+        inside: (N, A) the anchors mmdet assigns in each image (valid flags and
+            ``allowed_border``), or None for all.
+        batch_gt_instances, batch_gt_instances_ignore: as :func:`ssd_targets`.
+
+    Raises:
+        ValueError: an image has no anchor inside it (as mmdet does).
+    """
+    assigner, cfg = head.assigner, head.train_cfg
+    device = anchors.device
+    num_images, num_anchors = len(batch_gt_instances), anchors.shape[0]
     gt_boxes, gt_real = _padded([get_box_tensor(g.bboxes) for g in batch_gt_instances],
                                 0.0)  # (N, G, 4)
     gt_labels, _ = _padded([g.labels for g in batch_gt_instances], 0)  # (N, G)
@@ -184,7 +227,6 @@ def ssd_targets(head, featmap_sizes: Sequence, batch_gt_instances: Sequence,
                                           mode='iof')  # (N, I, A)
             ignored = iof.masked_fill(~ignore_real.unsqueeze(2), -1.0).amax(1)
         overlaps = overlaps.masked_fill((ignored > assigner.ignore_iof_thr).unsqueeze(1), -1.0)
-    inside = _inside(head, featmap_sizes, anchors, batch_img_metas)
     if inside is not None:
         if not bool(inside.any(1).all()):
             raise ValueError('There is no valid anchor inside the image boundary. Please '
@@ -229,8 +271,32 @@ def ssd_targets(head, featmap_sizes: Sequence, batch_gt_instances: Sequence,
                                      matched.reshape(-1, 4)).view(num_images, num_anchors, 4)
     bbox_weights = pos.unsqueeze(-1).expand(-1, -1, 4).to(anchors.dtype)
     bbox_targets = torch.where(pos.unsqueeze(-1), encoded, 0.0)
-    avg_factor = pos.sum(1).clamp(min=1).sum().to(anchors.dtype)
+    avg_factor = pos.sum(1).clamp(min=1).sum().to(anchors.dtype)  # SamplingResult's num_pos
     return SSDTargets(labels, label_weights, bbox_targets, bbox_weights, avg_factor)
+
+
+def batched_get_targets(head, original, anchor_list, valid_flag_list, batch_gt_instances,
+                        batch_img_metas, batch_gt_instances_ignore=None,
+                        unmap_outputs: bool = True, return_sampling_results: bool = False):
+    """``AnchorHead.get_targets`` of ``head`` for the whole batch in batched calls
+    (:func:`max_iou_targets`): mmdet's per-level lists of (N, A_l) labels and label
+    weights, (N, A_l, 4) box targets and weights, and ``avg_factor`` (a 0-d tensor
+    instead of mmdet's int: no host synchronisation). Calls ``original`` (mmdet's)
+    for what it does not return: sampling results or targets of the inside anchors
+    only."""
+    if return_sampling_results or not unmap_outputs:
+        return original(anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas,
+                        batch_gt_instances_ignore, unmap_outputs, return_sampling_results)
+    anchors = torch.cat(anchor_list[0])  # every image has the same anchors
+    per_level = [len(a) for a in anchor_list[0]]
+    valid = torch.stack([torch.cat(flags) for flags in valid_flag_list])  # (N, A)
+    inside = _within_border(head, anchors, batch_img_metas, valid)
+    targets = max_iou_targets(head, anchors, inside, batch_gt_instances,
+                              batch_gt_instances_ignore)
+    return (list(targets.labels.split(per_level, 1)),
+            list(targets.label_weights.split(per_level, 1)),
+            list(targets.bbox_targets.split(per_level, 1)),
+            list(targets.bbox_weights.split(per_level, 1)), targets.avg_factor)
 
 
 def flatten_outputs(maps: Sequence[Tensor], channels: int) -> Tensor:

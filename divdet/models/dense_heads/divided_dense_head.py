@@ -61,7 +61,11 @@ from divdet.datasets.transforms.det_member_views import VIEWS_KEY
 from divdet.fusion import build_fuser
 from divdet.models.backbones.division import divide_width
 from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
-from divdet.models.dense_heads.batched_ssd_loss import flatten_outputs
+from divdet.models.dense_heads.batched_ssd_loss import (
+    batched_get_targets,
+    flatten_outputs,
+    supports_batched_targets,
+)
 from divdet.models.divided.part import DividedPart
 from divdet.models.losses.cotraining_loss import member_loss_totals
 from divdet.models.utils.nms import resolve_nms_cfg
@@ -152,6 +156,9 @@ class DividedDenseHead(DividedPart):
         loss_cot: config of the co-training loss; None disables it. Its
             ``activation`` follows the head's classifier unless given.
         width_power: member ``feat_channels`` = undivided / ``S ** width_power``.
+        batched_targets: assign an ``AnchorHead``'s targets (``MaxIoUAssigner``,
+            ``PseudoSampler``: RetinaNet, SSD's per-image route) for all images in
+            batched calls, equal to mmdet's; False runs mmdet's ``get_targets``.
         train_cfg, test_cfg: the head's configs; ``test_cfg.ensemble`` is the fuser
             that merges the members' detections (:mod:`divdet.fusion`; default
             :data:`DEFAULT_ENSEMBLE`) and ``max_per_img`` bounds the fused result.
@@ -163,11 +170,12 @@ class DividedDenseHead(DividedPart):
     def __init__(self, num_members: int, head: dict, in_channels: Optional[Sequence[int]] = None,
                  share_head: bool = False,
                  loss_cot: Optional[dict] = dict(type='CoTrainingLoss', loss_weight=0.5),
-                 width_power: float = 0.5,
+                 width_power: float = 0.5, batched_targets: bool = True,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(num_members, init_cfg)
         self.share_head = share_head
+        self.batched_targets = bool(batched_targets)
         # mmdet's heads read their configs by attribute (cfg.min_bbox_size).
         train_cfg = ConfigDict(train_cfg) if train_cfg is not None else None
         test_cfg = ConfigDict(test_cfg) if test_cfg is not None else None
@@ -394,7 +402,11 @@ class DividedDenseHead(DividedPart):
 
     @contextmanager
     def shared_targets(self) -> Iterator[None]:
-        """Assign targets once per batch, for all members (:attr:`share_targets`).
+        """Assign targets once per batch, for all members (:attr:`share_targets`), and
+        for ``AnchorHead`` targets with ``MaxIoUAssigner`` and ``PseudoSampler``
+        (RetinaNet, ...) for all images in batched calls
+        (:func:`~divdet.models.dense_heads.batched_ssd_loss.batched_get_targets`, equal
+        to mmdet's ``get_targets``; others run mmdet's image by image).
 
         The members' heads are built from one config: same anchors or points, same
         assigner, same ground truth; for heads whose targets do not depend on the
@@ -404,21 +416,30 @@ class DividedDenseHead(DividedPart):
         are only read, never written in place.
         """
         heads = list(self.members)
-        if len(heads) < 2 or not self.share_targets:
+        batched = self.batched_targets and supports_batched_targets(heads[0]) is None
+        share = len(heads) > 1 and self.share_targets
+        if not batched and not share:
             yield
             return
         cache, lock = [], threading.Lock()  # members may run in threads
 
-        def shared(original):
+        def shared(head, original):
+            def compute(*args, **kwargs):
+                if batched:
+                    return batched_get_targets(head, original, *args, **kwargs)
+                return original(*args, **kwargs)
+
             def get_targets(*args, **kwargs):
+                if not share:
+                    return compute(*args, **kwargs)
                 with lock:
                     if not cache:
-                        cache.append(original(*args, **kwargs))
+                        cache.append(compute(*args, **kwargs))
                 return cache[0]
             return get_targets
 
-        for head in heads:
-            head.get_targets = shared(head.get_targets)  # instance attribute, for this call
+        for head in heads:  # instance attribute, for this call
+            head.get_targets = shared(head, head.get_targets)
         try:
             yield
         finally:

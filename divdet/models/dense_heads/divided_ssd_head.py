@@ -59,8 +59,8 @@ class DividedSSDHead(DividedDenseHead):
         share_head: one head for all members.
         loss_cot: config of the co-training loss; None disables it.
         batched_loss: compute the members' SSD losses in batched calls where the
-            config allows; False runs mmdet's per-image ``loss_by_feat`` for each
-            member (the same losses, more operators).
+            config allows; False runs mmdet's per-image ``loss_by_feat`` and
+            ``get_targets`` for each member (the same losses, more operators).
         train_cfg: SSD training config (assigner, neg_pos_ratio, ...).
         test_cfg: SSD test config plus ``ensemble``, the fuser that merges
             the members' detections (:mod:`divdet.fusion`; default
@@ -77,7 +77,8 @@ class DividedSSDHead(DividedDenseHead):
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(num_members, head, in_channels, share_head, loss_cot,
-                         train_cfg=train_cfg, test_cfg=test_cfg, init_cfg=init_cfg)
+                         batched_targets=batched_loss, train_cfg=train_cfg,
+                         test_cfg=test_cfg, init_cfg=init_cfg)
         self.batched_loss = bool(batched_loss)
         for member in self.members:
             # mmdet 3.3.0's BaseDenseHead._predict_by_feat_single reads

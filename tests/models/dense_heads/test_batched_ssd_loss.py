@@ -43,9 +43,9 @@ def _samples(boxes_per_image, num_classes=3, seed=0):
 
 
 def _mmdet_losses(head, outs, samples):
-    """Each member's losses by mmdet's own SSDHead.loss_by_feat, summed over images."""
-    with head.shared_targets():
-        results = [head.loss_member(i, o, copy.deepcopy(samples)) for i, o in enumerate(outs)]
+    """Each member's losses by mmdet's own SSDHead.loss_by_feat and get_targets, summed
+    over images."""
+    results = [head.loss_member(i, o, copy.deepcopy(samples)) for i, o in enumerate(outs)]
     losses = head.gather_losses(results)
     return {k: sum(v) if isinstance(v, list) else v for k, v in losses.items()}
 
@@ -234,3 +234,77 @@ def test_batched_loss_false_runs_mmdet_per_image_loss():
     head.batched_loss = True
     batched = head.loss_members(outs, copy.deepcopy(samples))
     torch.testing.assert_close(batched['loss_cls_m0'], sum(losses['loss_cls_m0']).reshape(()))
+
+
+def _retina_head(**train_cfg):
+    from mmdet.registry import MODELS
+    cfg = dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.4,
+                             min_pos_iou=0, ignore_iof_thr=-1),
+               sampler=dict(type='PseudoSampler'), allowed_border=-1, pos_weight=-1,
+               debug=False)
+    assigner = train_cfg.pop('assigner', {})
+    cfg['assigner'].update(assigner)
+    cfg.update(train_cfg)
+    return MODELS.build(dict(
+        type='RetinaHead', num_classes=4, in_channels=16, stacked_convs=1, feat_channels=16,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=2, scales_per_octave=2,
+                              ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32]),
+        train_cfg=ConfigDict(cfg)))
+
+
+@pytest.mark.parametrize('case', ['plain', 'border-and-padding', 'ignored-and-pos-weight'])
+def test_batched_anchor_targets_equal_mmdets_get_targets(case):
+    """RetinaNet's targets (AnchorHead.get_targets with MaxIoUAssigner and PseudoSampler)
+    for all images at once: mmdet's per-level labels, weights, box targets and positives."""
+    from divdet.models.dense_heads.batched_ssd_loss import (
+        batched_get_targets,
+        supports_batched_targets,
+    )
+    options = {'plain': {}, 'border-and-padding': dict(allowed_border=0),
+               'ignored-and-pos-weight': dict(pos_weight=2.0,
+                                              assigner=dict(ignore_iof_thr=0.5))}[case]
+    head = _retina_head(**options)
+    assert supports_batched_targets(head) is None
+    g = torch.Generator().manual_seed(3)
+    boxes = [_boxes(g, 6), [], _boxes(g, 25), _boxes(g, 1)]
+    samples = _samples(boxes, num_classes=4, seed=2)
+    metas = []
+    for k, s in enumerate(samples):  # images narrower than the padded batch
+        img = (64, 64 - 8 * k) if case == 'border-and-padding' else (64, 64)
+        s.set_metainfo(dict(img_shape=img, pad_shape=(64, 64), batch_input_shape=(64, 64)))
+        metas.append(s.metainfo)
+    gts = [s.gt_instances for s in samples]
+    ignores = None
+    if case == 'ignored-and-pos-weight':
+        ignores = [InstanceData(bboxes=torch.tensor(_boxes(g, n)).reshape(-1, 4))
+                   for n in (2, 0, 3, 1)]
+    sizes = [(8, 8), (4, 4), (2, 2)]
+    anchors, valid = head.get_anchors(sizes, metas, device='cpu')
+    ours = batched_get_targets(head, head.get_targets, anchors, valid, gts, metas, ignores)
+    theirs = head.get_targets(anchors, valid, gts, metas, ignores)
+    for name, a, b in zip(('labels', 'label_weights', 'bbox_targets', 'bbox_weights'),
+                          ours[:4], theirs[:4]):
+        assert len(a) == len(b) == 3
+        for level_a, level_b in zip(a, b):
+            assert level_a.shape == level_b.shape, name
+            torch.testing.assert_close(level_a.to(level_b.dtype), level_b, rtol=1e-5,
+                                       atol=1e-6, msg=name)
+    assert float(ours[4]) == theirs[4] > 0
+    if case == 'border-and-padding':  # some anchors are outside: weight 0
+        assert any(bool((w == 0).any()) for w in theirs[1])
+    if case == 'ignored-and-pos-weight':
+        assert any(bool((w == 2.0).any()) for w in theirs[1])
+
+
+def test_anchor_heads_with_their_own_targets_are_not_batched():
+    from mmdet.registry import MODELS
+
+    from divdet.models.dense_heads.batched_ssd_loss import supports_batched_targets
+    atss = MODELS.build(dict(type='ATSSHead', num_classes=4, in_channels=32, stacked_convs=1,
+                             feat_channels=32, anchor_generator=dict(
+                                 type='AnchorGenerator', ratios=[1.0], octave_base_scale=8,
+                                 scales_per_octave=1, strides=[8, 16])))
+    assert supports_batched_targets(atss) == 'ATSSHead assigns its own targets'
+    head = _retina_head()
+    head.sampler = type('RandomSampler', (), {})()
+    assert 'sampler RandomSampler' in supports_batched_targets(head)
