@@ -256,7 +256,8 @@ def tuning_split(study: Study) -> dict[str, str]:
                holdout=osp.abspath(osp.join(folder, 'instances_holdout.json')),
                images=(train.get('data_prefix') or {}).get('img', ''), source=source)
     made = read_json(osp.join(folder, 'split.json'))
-    if made == out and osp.isfile(out['fit']) and osp.isfile(out['holdout']):
+    if made == portable(out, study.work_dir) and osp.isfile(out['fit']) and \
+            osp.isfile(out['holdout']):
         return out
     with open(source, encoding='utf-8') as f:
         data = json.load(f)
@@ -266,8 +267,22 @@ def tuning_split(study: Study) -> dict[str, str]:
         part = dict(data, images=[img for img in data['images'] if keep(img['id'])],
                     annotations=[a for a in data['annotations'] if keep(a['image_id'])])
         write_json(out[name], part)
-    write_json(osp.join(folder, 'split.json'), out)
+    write_json(osp.join(folder, 'split.json'), portable(out, study.work_dir))
     return out
+
+
+def portable(value, work_dir: str):
+    """``value`` (strings in dicts and lists) with the study's absolute work dir left
+    out: paths under it relative to it, so that committed result files name no
+    folder of the machine they ran on."""
+    prefix = osp.abspath(work_dir) + osp.sep
+    if isinstance(value, str):
+        return value.replace(prefix, '')
+    if isinstance(value, dict):
+        return {k: portable(v, work_dir) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, work_dir) for v in value]
+    return value
 
 
 def tuning_options(study: Study, split: dict) -> list[str]:
@@ -301,7 +316,7 @@ def tune_row(study: Study, variant: str, num_members: int, root: str,
             checkpoint, metrics = train_and_test(
                 study, work, options, root, f'tuning {variant} S={num_members} {key}={value}')
             result = dict(variant=variant, num_members=num_members, seed=run.seed, key=key,
-                          value=value, overrides=options,
+                          value=value, overrides=portable(options, study.work_dir),
                           checkpoint=osp.relpath(checkpoint, work),
                           minutes=round((time.time() - start) / 60, 2), metrics=metrics,
                           score=TO_PERCENT.get(study.metric, 1.0) * metrics[study.metric],

@@ -175,6 +175,14 @@ def test_tuning_picks_the_best_held_out_value_per_row(tmp_path, monkeypatch):
         assert found['test_dataloader.dataset.data_prefix.img'] == 'train/'
         assert found['train_dataloader.dataset.ann_file'] == split['fit']
         assert found['randomness.seed'] == '3'  # the first seed
+    # the result files name no folder of this machine: paths relative to the work dir
+    import glob
+    written = [open(f).read() for f in glob.glob(f'{study.work_dir}/tune/**/*.json',
+                                                  recursive=True)
+               if 'instances_' not in f]
+    work = str((tmp_path / 'study').resolve())
+    assert len(written) == 7 and not any(work in text for text in written)
+    assert 'ann_file=tune/instances_fit.json' in ' '.join(written)
 
 
 def test_tuning_resumes_after_a_kill(tmp_path, monkeypatch):
