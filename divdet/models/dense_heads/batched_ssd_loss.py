@@ -289,7 +289,11 @@ def batched_get_targets(head, original, anchor_list, valid_flag_list, batch_gt_i
                         batch_gt_instances_ignore, unmap_outputs, return_sampling_results)
     anchors = torch.cat(anchor_list[0])  # every image has the same anchors
     per_level = [len(a) for a in anchor_list[0]]
-    valid = torch.stack([torch.cat(flags) for flags in valid_flag_list])  # (N, A)
+    joined: dict = {}  # images of one padded shape share their flags (batched_get_anchors)
+    for flags in valid_flag_list:
+        if id(flags) not in joined:
+            joined[id(flags)] = torch.cat(flags)
+    valid = torch.stack([joined[id(flags)] for flags in valid_flag_list])  # (N, A)
     inside = _within_border(head, anchors, batch_img_metas, valid)
     targets = max_iou_targets(head, anchors, inside, batch_gt_instances,
                               batch_gt_instances_ignore)
@@ -297,6 +301,21 @@ def batched_get_targets(head, original, anchor_list, valid_flag_list, batch_gt_i
             list(targets.label_weights.split(per_level, 1)),
             list(targets.bbox_targets.split(per_level, 1)),
             list(targets.bbox_weights.split(per_level, 1)), targets.avg_factor)
+
+
+def batched_get_anchors(head, featmap_sizes, batch_img_metas, device='cuda') -> tuple:
+    """``AnchorHead.get_anchors`` with the valid flags computed once per padded shape
+    (mmdet computes them image by image; a batch has one padded shape): the same
+    anchors and flags, the images of one shape sharing one list of flags."""
+    anchors = head.prior_generator.grid_priors(featmap_sizes, device=device)
+    flags: dict = {}
+    for meta in batch_img_metas:
+        shape = tuple(meta['pad_shape'])
+        if shape not in flags:
+            flags[shape] = head.prior_generator.valid_flags(featmap_sizes, meta['pad_shape'],
+                                                            device)
+    return ([anchors for _ in batch_img_metas],
+            [flags[tuple(meta['pad_shape'])] for meta in batch_img_metas])
 
 
 def flatten_outputs(maps: Sequence[Tensor], channels: int) -> Tensor:

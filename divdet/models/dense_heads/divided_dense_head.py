@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from functools import partial
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -62,6 +63,7 @@ from divdet.fusion import build_fuser
 from divdet.models.backbones.division import divide_width
 from divdet.models.dense_heads.batched_post_process import batched_post_process, supports_batched
 from divdet.models.dense_heads.batched_ssd_loss import (
+    batched_get_anchors,
     batched_get_targets,
     flatten_outputs,
     supports_batched_targets,
@@ -438,13 +440,17 @@ class DividedDenseHead(DividedPart):
                 return cache[0]
             return get_targets
 
-        for head in heads:  # instance attribute, for this call
+        for head in heads:  # instance attributes, for this call
             head.get_targets = shared(head, head.get_targets)
+            if batched:
+                head.get_anchors = partial(batched_get_anchors, head)
         try:
             yield
         finally:
             for head in heads:
                 del head.get_targets
+                if batched:
+                    del head.get_anchors
 
     def predict(self, x: MemberFeats, batch_data_samples: SampleList,
                 rescale: bool = False) -> InstanceList:

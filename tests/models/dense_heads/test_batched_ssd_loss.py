@@ -308,3 +308,43 @@ def test_anchor_heads_with_their_own_targets_are_not_batched():
     head = _retina_head()
     head.sampler = type('RandomSampler', (), {})()
     assert 'sampler RandomSampler' in supports_batched_targets(head)
+
+
+def test_batched_anchors_equal_mmdets_and_retinanet_loss_ops_do_not_grow_with_the_batch():
+    """The valid flags once per padded shape: mmdet's anchors and flags; a divided
+    RetinaNet's loss (targets for all images at once) dispatches about the same number of
+    operators at batch 8 as at batch 2, where mmdet's image-by-image targets grow."""
+    from divdet.apis.complexity import count_ops_by_range
+    from divdet.models.dense_heads import DividedDenseHead
+    from divdet.models.dense_heads.batched_ssd_loss import batched_get_anchors
+    from tests.models.dense_heads.test_divided_dense_head import _head as mmdet_head
+    from tests.models.dense_heads.test_divided_dense_head import _train_cfg
+    head = _retina_head()
+    metas = [dict(pad_shape=(64, 64)), dict(pad_shape=(64, 48)), dict(pad_shape=(64, 64))]
+    sizes = [(8, 8), (4, 4), (2, 2)]
+    ours, theirs = batched_get_anchors(head, sizes, metas, 'cpu'), head.get_anchors(
+        sizes, metas, device='cpu')
+    for a, b in zip(ours, theirs):
+        for levels_a, levels_b in zip(a, b):
+            assert all(torch.equal(x, y) for x, y in zip(levels_a, levels_b))
+    assert ours[1][0] is ours[1][2]  # one padded shape, one list of flags
+
+    g = torch.Generator().manual_seed(5)
+    counts = {}
+    for batched in (True, False):
+        torch.manual_seed(0)
+        divided = DividedDenseHead(2, mmdet_head('retinanet'), in_channels=[64] * 5,
+                                   batched_targets=batched, train_cfg=_train_cfg('retinanet'))
+        for batch in (2, 8):
+            samples = _samples([_boxes(g, 1 + k % 5, size=128) for k in range(batch)],
+                               num_classes=8)
+            for s in samples:
+                s.set_metainfo(dict(img_shape=(128, 128), pad_shape=(128, 128),
+                                    batch_input_shape=(128, 128)))
+            feats = [tuple(torch.randn(batch, 64, s, s) for s in (16, 8, 4, 2, 1))
+                     for _ in range(2)]
+            outs = [divided.forward_member(i, f) for i, f in enumerate(feats)]
+            counts[batched, batch] = count_ops_by_range(
+                lambda d=divided, o=outs, s=samples: d.loss_members(o, s))['total']
+    assert counts[True, 8] <= 1.1 * counts[True, 2]
+    assert counts[False, 8] > counts[False, 2] + 6 * 50  # mmdet's targets, image by image
