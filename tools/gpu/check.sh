@@ -13,7 +13,8 @@
 #               test     pytest -m cuda (every executor on CUDA equals the CPU, WBF on
 #                        CUDA equals the C++ kernel, batched post-processing and SSD
 #                        loss on CUDA equal the CPU, an AMP training step is finite)
-#               ops      operators dispatched per training step and predict (--ops)
+#               ops      operators dispatched per training step and predict (--ops), the
+#                        SSD and the RetinaNet demo
 #               bench    tools/analysis_tools/benchmark.py on cuda: S=1/S=2 (members
 #                        sequential and on streams); AMP: inference at batch 1, 8, 32
 #                        (post-processing and fusion included), training steps at
@@ -34,6 +35,7 @@ MMCV_VERSION="2.1.0"
 MMCV_SRC="$KIT/build/mmcv-$MMCV_VERSION"
 PY="${PYTHON:-python3}"
 DEMO="configs/demo/ssd128_divided-resnet18-d_1xb16-24e_shapes.py"
+RETINA="configs/demo/retinanet128_divided-resnet18-d-fpn_1xb16-24e_hardshapes.py"
 ENTRY="configs/ssd_divided_resnet50_coco.py"
 ALL_STEPS="install,build,test,ops,bench,train,graphs"
 
@@ -45,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --dry-run) DRY=1 ;;
     --steps) STEPS="${2:?--steps needs a list}"; shift ;;
     --out) DEST="${2:?--out needs a folder}"; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "gpu-check: error: unknown argument '$1' (expected --dry-run, --steps LIST, --out DIR)" >&2
        exit 2 ;;
   esac
@@ -74,7 +76,7 @@ declare -A PLAN=(
   [install]="$PY -m pip install --no-index --no-deps --no-compile --target $SITE .gpu/wheels/*.whl"
   [build]="mmcv $MMCV_VERSION ops (MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=<this GPU>, -O1, C++20) in $MMCV_SRC; $PY setup.py build_ext --inplace (divdet's WBF kernel)"
   [test]="$PY -m pytest -m cuda tests -q -p no:cacheprovider -o addopts=-ra"
-  [ops]="$PY tools/analysis_tools/benchmark.py $DEMO --ops --device cuda --batch-sizes 2 8 32"
+  [ops]="$PY tools/analysis_tools/benchmark.py $DEMO --ops --device cuda --batch-sizes 2 8 32; echo; $PY tools/analysis_tools/benchmark.py $RETINA --ops --device cuda --batch-sizes 2 8 32"
   [bench]="$BENCH_AMP; echo; $BENCH_FP32; echo; $WBF"
   [graphs]="$PACKED --amp; echo; $PACKED; echo; $GRAPHS"
   [train]="$PY tools/misc/make_shapes.py --out data/shapes; $PY tools/train.py $DEMO --amp --cfg-options train_cfg.max_epochs=2 ...; $PY tools/test.py $DEMO CKPT"
@@ -91,7 +93,7 @@ if (( DRY )); then
       || problem "the wheel of $req (run: bash tools/gpu/prepare.sh)"
   done < <(grep -v '^\s*#' "$ROOT/tools/gpu/requirements.txt" | grep -v '^\s*$')
   [[ -f "$KIT/src/mmcv-$MMCV_VERSION.tar.gz" ]] || problem "mmcv's sdist (run: bash tools/gpu/prepare.sh)"
-  for f in "$ENTRY" "$DEMO" tools/analysis_tools/benchmark.py tools/analysis_tools/packed_probe.py tools/train.py tools/test.py \
+  for f in "$ENTRY" "$DEMO" "$RETINA" tools/analysis_tools/benchmark.py tools/analysis_tools/packed_probe.py tools/train.py tools/test.py \
       tools/misc/make_shapes.py setup.py; do
     [[ -f "$ROOT/$f" ]] || problem "$f"
   done
