@@ -24,7 +24,9 @@ relative to their run directory, so a study folder can be moved or committed.
 every (variant, S) trains once per value on the training split without its
 held-out fifth (every fifth image in id order) and is tested on that fifth; the
 value with the best score is kept for that row's seeds. The validation split,
-which the tables report, is never read for the choice.
+which the tables report, is never read for the choice. A value whose training
+loss turns NaN or infinite is recorded as diverged (``score`` None) and never
+chosen; the study goes on with the others.
 """
 from __future__ import annotations
 
@@ -135,12 +137,20 @@ def _tool(cmd: list[str], log: str, root: str) -> None:
     with open(log, 'a') as f:
         f.write(f'$ python {" ".join(cmd)}\n')
         f.flush()
+        start = f.tell()
         proc = subprocess.run([sys.executable, *cmd], cwd=root, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        with open(log) as f:
-            tail = [line.rstrip() for line in f.readlines()[-3:]]
-        raise ConfigError(f'`python {" ".join(cmd)}` exited with status {proc.returncode} '
-                          f'(log {log}): {" | ".join(tail)}')
+        with open(log, errors='replace') as f:
+            f.seek(start)
+            tail = [line.rstrip() for line in f.readlines()[-3:]]  # of this command only
+        error = DivergedError if any('the training loss is' in line for line in tail) \
+            else ConfigError
+        raise error(f'`python {" ".join(cmd)}` exited with status {proc.returncode} '
+                    f'(log {log}): {" | ".join(tail)}')
+
+
+class DivergedError(ConfigError):
+    """A run stopped on a NaN or infinite training loss (``NonFiniteLossError``)."""
 
 
 def train_and_test(study: Study, work: str, options: list[str], root: str,
@@ -306,18 +316,28 @@ def tune_row(study: Study, variant: str, num_members: int, root: str,
         work = study.tune_dir(variant, num_members, value)
         path = osp.join(work, 'result.json')
         result = read_json(path) if osp.isfile(path) else None
-        if not isinstance(result, dict) or 'score' not in result:
+        if not isinstance(result, dict) or 'score' not in result:  # (None: diverged)
             if not train:
                 continue
             run = Run(variant, num_members, study.seeds[0])
             options = study.overrides(run, tuned=False) + [f'{key}={value}'] + \
                 tuning_options(study, split)
             start = time.time()
-            checkpoint, metrics = train_and_test(
-                study, work, options, root, f'tuning {variant} S={num_members} {key}={value}')
             result = dict(variant=variant, num_members=num_members, seed=run.seed, key=key,
-                          value=value, overrides=portable(options, study.work_dir),
-                          checkpoint=osp.relpath(checkpoint, work),
+                          value=value, overrides=portable(options, study.work_dir))
+            try:
+                checkpoint, metrics = train_and_test(
+                    study, work, options, root, f'tuning {variant} S={num_members} {key}={value}')
+            except DivergedError as e:  # a value that diverges is a result: not chosen
+                result.update(minutes=round((time.time() - start) / 60, 2), score=None,
+                              diverged=portable(str(e).rsplit('): ', 1)[-1], study.work_dir),
+                              code=code_version(root))
+                write_json(path, result)
+                print(f'study: tuning {variant} S={num_members}: {key}={value} diverged '
+                      f'({result["diverged"]})', flush=True)
+                results[value] = result
+                continue
+            result.update(checkpoint=osp.relpath(checkpoint, work),
                           minutes=round((time.time() - start) / 60, 2), metrics=metrics,
                           score=TO_PERCENT.get(study.metric, 1.0) * metrics[study.metric],
                           code=code_version(root))
@@ -329,8 +349,17 @@ def tune_row(study: Study, variant: str, num_members: int, root: str,
 
 
 def choose(study: Study, variant: str, num_members: int, results: dict[str, dict]) -> str:
-    """Keep the value with the best held-out score (the first listed on a tie)."""
-    best = max(study.tune[1], key=lambda v: (results[v]['score'], -study.tune[1].index(v)))
+    """Keep the value with the best held-out score (the first listed on a tie; values
+    whose training diverged are never chosen).
+
+    Raises:
+        ConfigError: every value diverged.
+    """
+    values = [v for v in study.tune[1] if results[v].get('score') is not None]
+    if not values:
+        raise ConfigError(f'--tune: every value of {study.tune[0]} diverged for {variant} '
+                          f'S={num_members} ({", ".join(study.tune[1])}); try smaller values')
+    best = max(values, key=lambda v: (results[v]['score'], -study.tune[1].index(v)))
     study.chosen[(variant, num_members)] = best
     return best
 

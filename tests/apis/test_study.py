@@ -255,3 +255,43 @@ def test_results_record_the_code_they_ran(tmp_path):
     if (ROOT / '.git').exists():
         assert re.fullmatch(r'[0-9a-f]{12}(\+changes)?', version or ''), version
     assert st.code_version(str(tmp_path)) is None  # not a checkout
+
+
+def test_a_diverged_tuning_value_is_recorded_and_never_chosen(tmp_path, monkeypatch):
+    """A learning rate whose training loss turns NaN is a tuning result (not chosen, kept
+    on resume), not the end of the study; if every value diverges the study says so."""
+    study = _tuned_study(tmp_path)
+    split = st.tuning_split(study)
+
+    class Diverging(FakeTrainer):
+        def __call__(self, study, work, options, root, label):
+            found = dict(o.split('=', 1) for o in options)
+            if found[LR] == '0.04':  # the best held-out score, had it trained
+                self.calls.append(options)
+                raise st.DivergedError('`python tools/train.py ...` exited with status 2 '
+                                       '(log x): divdet: error: the training loss is nan')
+            return super().__call__(study, work, options, root, label)
+
+    monkeypatch.setattr(st, 'train_and_test', Diverging())
+    results = st.tune_row(study, 'default', 1, '.', split)
+    assert results['0.04']['score'] is None and 'loss is nan' in results['0.04']['diverged']
+    assert st.choose(study, 'default', 1, results) == '0.08'  # the best of the others
+    again = FakeTrainer()
+    monkeypatch.setattr(st, 'train_and_test', again)
+    assert st.tune_row(study, 'default', 1, '.', split)['0.04']['score'] is None
+    assert again.calls == []  # the diverged value is not trained again
+    every = {v: dict(score=None) for v in ('0.02', '0.04', '0.08')}
+    with pytest.raises(ConfigError, match='every value of .* diverged for default S=1'):
+        st.choose(study, 'default', 1, every)
+
+
+def test_a_nan_loss_is_told_apart_from_other_failures(tmp_path):
+    log = str(tmp_path / 'run.log')
+    nan = ['-c', "print('divdet: error: the training loss is nan at iteration 3'); "
+                 'raise SystemExit(2)']
+    with pytest.raises(st.DivergedError):
+        st._tool(nan, log, str(tmp_path))
+    other = ['-c', "print('divdet: error: no such file'); raise SystemExit(2)"]
+    with pytest.raises(ConfigError) as info:
+        st._tool(other, log, str(tmp_path))
+    assert not isinstance(info.value, st.DivergedError)
