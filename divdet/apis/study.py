@@ -571,7 +571,8 @@ def plot(rows: list[dict], metric: str) -> bytes:
     parameters. Against parameters and latency: S=1 at several widths (the default
     and the ``--widths`` rows) is one curve, the paper's "wider network" line, sorted
     along the axis; the divided rows are labelled points, not joined (their
-    parameters are about equal, so a line would run back and forth).
+    parameters are about equal, so a line would run back and forth). A variant has
+    one colour in all three panels; the S=1 curve is black.
     """
     import io
 
@@ -592,12 +593,13 @@ def plot(rows: list[dict], metric: str) -> bytes:
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     ax = axes[0]
-    for variant in dict.fromkeys(r['variant'] for r in rows):
+    colours = {v: f'C{i % 10}' for i, v in enumerate(dict.fromkeys(r['variant'] for r in rows))}
+    for variant in colours:
         pts = sorted((r for r in rows if r['variant'] == variant and drawn(r, 'num_members')),
                      key=lambda r: r['num_members'])
         if not pts:
             continue
-        errorbar(ax, pts, 'num_members', marker='o', label=variant)
+        errorbar(ax, pts, 'num_members', marker='o', label=variant, color=colours[variant])
         for r in pts:
             params = '' if r.get('params_m') is None else f"{r['params_m']:.2f} M"
             ax.annotate(params, (r['num_members'], r['ensemble'][0]),
@@ -613,12 +615,13 @@ def plot(rows: list[dict], metric: str) -> bytes:
         widths = sorted((r for r in rows if r['num_members'] == 1 and drawn(r, key)),
                         key=lambda r: r[key])
         if widths:
-            errorbar(ax, widths, key, marker='o', label='S=1' + (', wider' if len(widths) > 1
-                                                                 else ''))
+            errorbar(ax, widths, key, marker='o', color='k',
+                     label='S=1' + (', wider' if len(widths) > 1 else ''))
         divided = [r for r in rows if r['num_members'] > 1 and drawn(r, key)]
         for variant in dict.fromkeys(r['variant'] for r in divided):
             pts = [r for r in divided if r['variant'] == variant]
-            errorbar(ax, pts, key, marker='s', linestyle='none', label=f'{variant}, S>1')
+            errorbar(ax, pts, key, marker='s', linestyle='none', label=f'{variant}, S>1',
+                     color=colours[variant])
         for r in widths + divided:
             ax.annotate(tag(r), (r[key], r['ensemble'][0]), textcoords='offset points',
                         xytext=(4, 4), fontsize=8)

@@ -243,6 +243,10 @@ def test_plot_draws_s_in_order_and_the_width_curve_along_its_axis(monkeypatch):
     assert params[1][0] == [10.9, 10.6] and params[1][1]['linestyle'] == 'none'
     latency = [x for panel, x, kw in calls if panel == 2]
     assert latency[0] == [20.0, 27.0, 35.0]
+    # a variant keeps its colour in every panel; the S=1 width curve is black
+    default = by_s[[len(x) for x, _ in by_s].index(3)][1]['color']
+    assert params[1][1]['color'] == default and params[0][1]['color'] == 'k'
+    assert len({kw['color'] for _, kw in by_s}) == len(by_s)
 
 
 def test_results_record_the_code_they_ran(tmp_path):
