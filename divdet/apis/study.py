@@ -188,6 +188,8 @@ def execute(study: Study, run: Run, root: str) -> dict:
     """Train and test one run as a user would; write and return its ``result.json``."""
     work = study.run_dir(run)
     options = study.overrides(run)
+    # a run that continues from a killed one's checkpoint times only what is left of it
+    resumed = osp.isfile(osp.join(work, 'last_checkpoint'))
     start = time.time()
     checkpoint, metrics = train_and_test(
         study, work, options, root, f'{run.variant} S={run.num_members} seed {run.seed}')
@@ -195,6 +197,8 @@ def execute(study: Study, run: Run, root: str) -> dict:
                   overrides=options, checkpoint=osp.relpath(checkpoint, work),
                   minutes=round((time.time() - start) / 60, 2), metrics=metrics,
                   code=code_version(root))
+    if resumed:
+        result['resumed'] = True
     write_json(osp.join(work, 'result.json'), result)
     return result
 
@@ -490,7 +494,8 @@ def summarise(study: Study, done: dict[Run, dict], cost: dict, latency: dict,
             params_m=cost.get(name, {}).get('params_m'), gflops=cost.get(name, {}).get('gflops'),
             latency_ms=latency.get(name), ensemble=_mean_std(ens), best_member=_mean_std(best),
             mean_member=_mean_std(mean), ensemble_runs=ens, best_member_runs=best,
-            minutes=_mean_std([r['minutes'] for r in results]),
+            minutes=_mean_std([r['minutes'] for r in results if not r.get('resumed')]),
+            resumed=sum(bool(r.get('resumed')) for r in results),
             tuned=study.chosen.get((variant, s))))
     _add_paired(rows)
     return rows
@@ -554,6 +559,10 @@ def markdown(study: Study, rows: list[dict], metric: str, total: int) -> str:
                   f'trained once (seed {study.seeds[0]}) on the training split without every '
                   f'{HOLDOUT_EVERY}th image, scored on those images; the validation split '
                   'above is not used for the choice (scores in study.json, `tuning`).']
+    resumed = sum(r.get('resumed', 0) for r in rows)
+    if resumed:
+        lines += ['', f'"min per run" leaves out {resumed} run(s) that continued from a killed '
+                  "run's checkpoint: their minutes time only the part after the restart."]
     lines += ['', '"vs S=1, same seed": the mean over seeds of (this row\'s ensemble minus the '
               'default S=1 run of the same seed), its 95% t interval, and on how many seeds '
               'this row was ahead.']

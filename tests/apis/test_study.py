@@ -1,4 +1,7 @@
 """divdet.apis.study: which runs a study makes and how it summarises them."""
+import os
+import os.path as osp
+
 import pytest
 
 from divdet.apis import study as st
@@ -51,6 +54,29 @@ def test_summary_in_percent_for_both_toolboxes():
     md = st.markdown(study, [row], 'coco/bbox_mAP', 2)
     assert '1 of 2 runs finished' in md and '30.0 (one run)' in md and '+- 0.0' not in md
     assert st.plot([row], 'coco/bbox_mAP')[:4] == b'\x89PNG'
+
+
+def test_a_resumed_run_is_flagged_and_left_out_of_the_minutes(tmp_path, monkeypatch):
+    """A run that continues from a killed run's checkpoint times only its rest: its
+    minutes must not enter the "min per run" mean as if it were a whole run."""
+    study = st.Study('c.py', str(tmp_path), [1], [0, 1, 2])
+    runs = study.runs()
+    monkeypatch.setattr(st, 'train_and_test', lambda *a: ('w/epoch_1.pth',
+                                                          {'coco/bbox_mAP': 0.2}))
+    monkeypatch.setattr(st, 'code_version', lambda root: 'abc')
+    first = st.execute(study, runs[0], '.')
+    killed = study.run_dir(runs[1])
+    os.makedirs(killed)
+    open(osp.join(killed, 'last_checkpoint'), 'w').write('epoch_1.pth')
+    second = st.execute(study, runs[1], '.')
+    assert 'resumed' not in first and second['resumed'] is True
+    done = {runs[0]: _result({'coco/bbox_mAP': 0.2}, 0, 1, minutes=8.0),
+            runs[1]: dict(_result({'coco/bbox_mAP': 0.2}, 1, 1, minutes=0.3), resumed=True),
+            runs[2]: _result({'coco/bbox_mAP': 0.2}, 2, 1, minutes=10.0)}
+    (row, ) = st.summarise(study, done, {}, {}, 'coco/bbox_mAP')
+    assert row['minutes'][0] == pytest.approx(9.0) and row['resumed'] == 1
+    md = st.markdown(study, [row], 'coco/bbox_mAP', 3)
+    assert 'leaves out 1 run(s)' in md and '9.0 +- 1.4' in md
 
 
 def test_truncated_or_incomplete_results_are_run_again(tmp_path, capsys):
