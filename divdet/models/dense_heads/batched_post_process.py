@@ -41,12 +41,20 @@ from divdet.utils.segments import first_of_each
 BATCHED_CODERS = ('DeltaXYWHBBoxCoder', 'DistancePointBBoxCoder')
 
 
+def own_method(head, base: type, names: Sequence[str]) -> Optional[str]:
+    """The first of ``names`` that ``head``'s class does not take from ``base`` (a
+    batched path computes mmdet's ``base`` methods only), else None."""
+    return next((name for name in names
+                 if getattr(type(head), name, None) is not getattr(base, name)), None)
+
+
 def supports_batched(head, cfg) -> Optional[str]:
     """None if :func:`batched_post_process` computes ``head``'s results, else why not."""
     from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-    for name in ('predict_by_feat', '_predict_by_feat_single', '_bbox_post_process'):
-        if getattr(type(head), name, None) is not getattr(BaseDenseHead, name):
-            return f'{type(head).__name__} has its own {name}'
+    name = own_method(head, BaseDenseHead,
+                      ('predict_by_feat', '_predict_by_feat_single', '_bbox_post_process'))
+    if name is not None:
+        return f'{type(head).__name__} has its own {name}'
     coder = type(getattr(head, 'bbox_coder', None)).__name__
     if coder not in BATCHED_CODERS:
         return f'box coder {coder}'

@@ -40,7 +40,7 @@ from mmdet.models.losses.smooth_l1_loss import smooth_l1_loss
 from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
-from divdet.models.dense_heads.batched_post_process import level_rows
+from divdet.models.dense_heads.batched_post_process import level_rows, own_method
 
 #: IoU given to padded ground-truth rows and to anchors outside the image: below
 #: anything an IoU (>= 0) or mmdet's ignored anchors (-1) can be.
@@ -51,9 +51,8 @@ def supports_batched_targets(head) -> Optional[str]:
     """None if :func:`max_iou_targets` computes ``head``'s ``AnchorHead.get_targets``
     (:func:`batched_get_targets`), else why not."""
     from mmdet.models.dense_heads.anchor_head import AnchorHead
-    if not isinstance(head, AnchorHead) or any(
-            getattr(type(head), name) is not getattr(AnchorHead, name)
-            for name in ('get_targets', '_get_targets_single', 'get_anchors')):
+    if not isinstance(head, AnchorHead) or own_method(
+            head, AnchorHead, ('get_targets', '_get_targets_single', 'get_anchors')):
         return f'{type(head).__name__} assigns its own targets'
     assigner, sampler = getattr(head, 'assigner', None), getattr(head, 'sampler', None)
     if type(assigner).__name__ != 'MaxIoUAssigner':
