@@ -618,7 +618,6 @@ def plot(rows: list[dict], metric: str) -> bytes:
     ax.set_xticks(splits, [str(s) for s in splits])
     ax.minorticks_off()
     ax.set_xlabel('members S (parameters on the points)')
-    ax.legend(fontsize=8)
     for ax, (key, label) in zip(axes[1:], (('params_m', 'parameters (M)'),
                                            ('latency_ms', 'latency, batch 1 (ms)'))):
         widths = sorted((r for r in rows if r['num_members'] == 1 and drawn(r, key)),
@@ -635,8 +634,9 @@ def plot(rows: list[dict], metric: str) -> bytes:
             ax.annotate(tag(r), (r[key], r['ensemble'][0]), textcoords='offset points',
                         xytext=(4, 4), fontsize=8)
         ax.set_xlabel(label)
-        ax.legend(fontsize=8)
     for ax in axes:
+        if ax.get_legend_handles_labels()[0]:  # no latency measured yet: no legend
+            ax.legend(fontsize=8)
         ax.set_ylabel(f'{metric} (%), ensemble')
         ax.grid(alpha=0.3)
     fig.tight_layout()
