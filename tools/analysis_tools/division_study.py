@@ -126,12 +126,14 @@ def main() -> None:
             continue
         start = time.time()
         done[run] = st.execute(study, run, ROOT)
-        spent.append(time.time() - start)
+        minutes = (time.time() - start) / 60
+        if not done[run].get('resumed'):  # a resumed run timed only its rest
+            spent.append(minutes)
         left = sum(r not in done for r in runs)
-        eta = left * sum(spent) / len(spent) / 60
+        eta = f', about {left * sum(spent) / len(spent):.0f} min' if spent and left else ''
         value = st.TO_PERCENT[metric] * done[run]['metrics'][metric]
-        print(f'study: {run.name} finished in {spent[-1] / 60:.1f} min, ensemble '
-              f'{metric} {value:.1f}; {left} runs left, about {eta:.0f} min', flush=True)
+        print(f'study: {run.name} finished in {minutes:.1f} min, ensemble '
+              f'{metric} {value:.1f}; {left} runs left{eta}', flush=True)
         write(latency)
     measured = {f'{r.variant}_s{r.num_members}' for r in done}
     if not (args.skip_latency or args.summary_only) and set(latency) != measured:
