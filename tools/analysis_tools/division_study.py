@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
-import time
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -124,9 +123,8 @@ def main() -> None:
     for run in runs:
         if run in done or args.summary_only:
             continue
-        start = time.time()
         done[run] = st.execute(study, run, ROOT)
-        minutes = (time.time() - start) / 60
+        minutes = done[run]['minutes']
         if not done[run].get('resumed'):  # a resumed run timed only its rest
             spent.append(minutes)
         left = sum(r not in done for r in runs)
