@@ -326,9 +326,12 @@ def tune_row(study: Study, variant: str, num_members: int, root: str,
             run = Run(variant, num_members, study.seeds[0])
             options = study.overrides(run, tuned=False) + [f'{key}={value}'] + \
                 tuning_options(study, split)
+            resumed = osp.isfile(osp.join(work, 'last_checkpoint'))  # as in ``execute``
             start = time.time()
             result = dict(variant=variant, num_members=num_members, seed=run.seed, key=key,
                           value=value, overrides=portable(options, study.work_dir))
+            if resumed:
+                result['resumed'] = True
             try:
                 checkpoint, metrics = train_and_test(
                     study, work, options, root, f'tuning {variant} S={num_members} {key}={value}')

@@ -218,10 +218,17 @@ def test_tuning_resumes_after_a_kill(tmp_path, monkeypatch):
     monkeypatch.setattr(st, 'train_and_test', killed)
     with pytest.raises(KeyboardInterrupt):
         st.tune_row(study, 'default', 1, '.', split)
+    # the killed value had written a checkpoint: its run continues from it
+    killed_dir = study.tune_dir('default', 1, '0.08')
+    os.makedirs(killed_dir, exist_ok=True)
+    open(osp.join(killed_dir, 'last_checkpoint'), 'w').write('epoch_1.pth')
     again = FakeTrainer()
     monkeypatch.setattr(st, 'train_and_test', again)
     results = st.tune_row(study, 'default', 1, '.', split)
     assert [dict(o.split('=', 1) for o in c)[LR] for c in again.calls] == ['0.08']
+    # its minutes time only the rest of the run: flagged, as seeded runs are
+    assert results['0.08']['resumed'] is True
+    assert not any('resumed' in results[v] for v in ('0.02', '0.04'))
     assert st.choose(study, 'default', 1, results) == '0.04'
     summary = st.tuning_summary(study, {('default', 1): results})
     assert summary['default_s1']['scores'] == {'0.02': 30.0, '0.04': 50.0, '0.08': 40.0}
