@@ -131,7 +131,7 @@ def main() -> None:
         eta = f', about {left * sum(spent) / len(spent):.0f} min' if spent and left else ''
         value = st.TO_PERCENT[metric] * done[run]['metrics'][metric]
         print(f'study: {run.name} finished in {minutes:.1f} min, ensemble '
-              f'{metric} {value:.1f}; {left} runs left{eta}', flush=True)
+              f"{metric} {value:.1f}; {left} run{'' if left == 1 else 's'} left{eta}", flush=True)
         write(latency)
     measured = {f'{r.variant}_s{r.num_members}' for r in done}
     if not (args.skip_latency or args.summary_only) and set(latency) != measured:
