@@ -184,12 +184,17 @@ def train_and_test(study: Study, work: str, options: list[str], root: str,
     return checkpoint, metrics
 
 
+def continues_killed_run(work: str) -> bool:
+    """Whether the run in ``work`` continues from a killed run's checkpoint: its
+    minutes then time only what is left of it (flagged ``resumed`` in its result)."""
+    return osp.isfile(osp.join(work, 'last_checkpoint'))
+
+
 def execute(study: Study, run: Run, root: str) -> dict:
     """Train and test one run as a user would; write and return its ``result.json``."""
     work = study.run_dir(run)
     options = study.overrides(run)
-    # a run that continues from a killed one's checkpoint times only what is left of it
-    resumed = osp.isfile(osp.join(work, 'last_checkpoint'))
+    resumed = continues_killed_run(work)
     start = time.time()
     checkpoint, metrics = train_and_test(
         study, work, options, root, f'{run.variant} S={run.num_members} seed {run.seed}')
@@ -326,7 +331,7 @@ def tune_row(study: Study, variant: str, num_members: int, root: str,
             run = Run(variant, num_members, study.seeds[0])
             options = study.overrides(run, tuned=False) + [f'{key}={value}'] + \
                 tuning_options(study, split)
-            resumed = osp.isfile(osp.join(work, 'last_checkpoint'))  # as in ``execute``
+            resumed = continues_killed_run(work)
             start = time.time()
             result = dict(variant=variant, num_members=num_members, seed=run.seed, key=key,
                           value=value, overrides=portable(options, study.work_dir))
